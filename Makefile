@@ -1,0 +1,22 @@
+# The two commands of the README: `make demo` and `make test`.
+# Each first builds the project environment (.venv) when it is missing or stale.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export NOISEMIM_VENV := $(abspath $(VENV))
+
+.PHONY: env demo test benchmark lint clean
+
+env:
+	@bash tools/setup_env.sh
+
+demo: env
+	$(PY) tools/train.py configs/pretrain/noisemim_vit-tiny_demo.py --work-dir work_dirs/demo
+
+test: env
+	$(PY) -m pytest tests
+
+lint: env
+	$(PY) -m flake8 noisemim tools tests configs
+
+clean:
+	rm -rf work_dirs .pytest_cache

@@ -1,0 +1,3 @@
+from .embedded_photos import EmbeddedPhotos
+
+__all__ = ['EmbeddedPhotos']

@@ -1,0 +1,1 @@
+"""Engine parts (hooks, optimizer constructors) registered in mmengine-based registries."""

@@ -1,0 +1,3 @@
+from .noisemim import NoiseMIM
+
+__all__ = ['NoiseMIM']

@@ -1,0 +1,3 @@
+from .noisemim_vit import NoiseMIMViT
+
+__all__ = ['NoiseMIMViT']

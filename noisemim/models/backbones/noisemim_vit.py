@@ -1,0 +1,289 @@
+"""The NoiseMIM encoder: mmpretrain's ViT plus what pre-training needs.
+
+With no corruption, :class:`NoiseMIMViT` *is* mmpretrain's ``VisionTransformer``
+(same forward, same state-dict keys). Pre-training adds a ``mask_token``, the
+corruption sampler and, optionally, an embedding of the noise level
+(``time_embed``); these are the only extra parameters and they are dropped on
+transfer.
+"""
+import math
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.models.backbones import VisionTransformer
+from mmpretrain.models.backbones.vision_transformer import \
+    TransformerEncoderLayer
+from mmpretrain.models.utils import resize_pos_embed
+from mmpretrain.registry import MODELS
+from torch import Tensor, nn
+
+from ..corruption import Corruption, CorruptionSampler, add_noise
+from ..patches import patchify, unpatchify
+
+NOISE_LAYER_PIXEL = 'pixel'
+
+
+class QueryKey(NamedTuple):
+    """Queries and keys of one block, ``(B, heads, 1 + N, head_dims)`` each."""
+    q: Tensor
+    k: Tensor
+
+
+class EncoderOutput(NamedTuple):
+    """What the corrupted forward returns.
+
+    Attributes:
+        tokens (Tensor): ``(B, N, D)`` final normalised patch tokens.
+        clean (Tensor | None): ``(B, |S|, C)`` the clean hidden states (or
+            pixel patches) of ``S`` where the noise was added.
+        attention (dict): block index -> :class:`QueryKey`, for the blocks
+            asked for in ``probe_layers``.
+    """
+    tokens: Tensor
+    clean: Optional[Tensor]
+    attention: dict
+
+
+def cross_corruption_mask(corruption: Corruption,
+                          num_extra_tokens: int) -> Tensor:
+    """The attention mask that blocks ``M -> S`` and ``S -> M`` attention.
+
+    Args:
+        corruption (Corruption): The batch's corruption.
+        num_extra_tokens (int): Tokens before the patches (the class token).
+
+    Returns:
+        Tensor: ``(B, 1, L, L)`` bool, True where attention is allowed, for
+        ``L = num_extra_tokens + N`` tokens.
+    """
+    pad = (num_extra_tokens, 0)
+    is_m = F.pad(corruption.mask, pad)
+    is_s = F.pad(corruption.noised, pad)
+    blocked = (is_m[:, :, None] & is_s[:, None, :]) | (
+        is_s[:, :, None] & is_m[:, None, :])
+    return ~blocked.unsqueeze(1)
+
+
+def block_forward(layer: TransformerEncoderLayer,
+                  x: Tensor,
+                  attn_mask: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, QueryKey]:
+    """mmpretrain's ``TransformerEncoderLayer.forward``, also returning q and k.
+
+    The attention stays fused (``scaled_dot_product_attention``); ``q`` and
+    ``k`` are views that its backward keeps anyway.
+
+    Args:
+        layer (TransformerEncoderLayer): The block.
+        x (Tensor): ``(B, L, D)`` input tokens.
+        attn_mask (Tensor, optional): Bool mask, True where attention is
+            allowed.
+
+    Returns:
+        Tuple[Tensor, QueryKey]: The block's output and its queries and keys.
+    """
+    attn = layer.attn
+    B, L, _ = x.shape
+    qkv = attn.qkv(layer.ln1(x)).reshape(B, L, 3, attn.num_heads,
+                                         attn.head_dims).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    out = attn.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=attn_mask,
+        dropout_p=attn.attn_drop if attn.training else 0.)
+    out = attn.proj(out.transpose(1, 2).reshape(B, L, attn.embed_dims))
+    x = x + attn.out_drop(attn.gamma1(attn.proj_drop(out)))
+    x = layer.ffn(layer.ln2(x), identity=x)
+    return x, QueryKey(q, k)
+
+
+def timestep_embedding(t: Tensor, dims: int, max_period: float = 1e4) -> Tensor:
+    """Sinusoidal embedding of noise levels ``t`` in ``[0, 1]``.
+
+    Args:
+        t (Tensor): ``(B,)`` noise levels.
+        dims (int): Embedding width (even).
+        max_period (float): The longest period. Defaults to 1e4.
+
+    Returns:
+        Tensor: ``(B, dims)``.
+    """
+    half = dims // 2
+    freqs = torch.exp(-math.log(max_period) *
+                      torch.arange(half, device=t.device) / half)
+    angles = 1000 * t.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)
+
+
+@MODELS.register_module()
+class NoiseMIMViT(VisionTransformer):
+    """Vision Transformer for NoiseMIM pre-training, and its downstream backbone.
+
+    Args:
+        arch, img_size, patch_size, ...: As mmpretrain's ``VisionTransformer``.
+        mask_ratio (float): Share of mask units masked. Defaults to 0.6.
+        mask_unit (int): Mask unit side in pixels. Defaults to 32.
+        noise_ratio (float): Share of the visible patches noised.
+            Defaults to 0.5.
+        noise_layer (int | str): Index of the block whose input is noised
+            (``0``: the embeddings), or ``'pixel'`` to noise image patches.
+            Defaults to 2.
+        t_range (Sequence[float]): Range of the noise level ``t``.
+            Defaults to ``(0., 1.)``.
+        time_embed (bool): Add a learned embedding of ``t`` to the noised
+            tokens. Defaults to False.
+        **kwargs: Passed to ``VisionTransformer``.
+    """
+
+    def __init__(self,
+                 arch: Union[str, dict] = 'b',
+                 img_size: int = 224,
+                 patch_size: int = 16,
+                 mask_ratio: float = 0.6,
+                 mask_unit: int = 32,
+                 noise_ratio: float = 0.5,
+                 noise_layer: Union[int, str] = 2,
+                 t_range: Sequence[float] = (0., 1.),
+                 time_embed: bool = False,
+                 **kwargs) -> None:
+        super().__init__(
+            arch=arch, img_size=img_size, patch_size=patch_size, **kwargs)
+        if noise_layer != NOISE_LAYER_PIXEL and not (
+                isinstance(noise_layer, int)
+                and 0 <= noise_layer < self.num_layers):
+            raise ValueError(
+                f"noise_layer must be 'pixel' or a block index in "
+                f'[0, {self.num_layers - 1}], got {noise_layer!r}')
+        if not self.final_norm:
+            raise ValueError('NoiseMIMViT pre-training needs final_norm=True '
+                             '(the heads read the final normalised tokens).')
+        self.patch_size = patch_size
+        self.noise_layer = noise_layer
+        pixel_channels = patch_size**2 * kwargs.get('in_channels', 3)
+        self.corruption_sampler = CorruptionSampler(
+            patch_size=patch_size,
+            mask_ratio=mask_ratio,
+            mask_unit=mask_unit,
+            noise_ratio=noise_ratio,
+            t_range=t_range,
+            noise_channels=pixel_channels
+            if noise_layer == NOISE_LAYER_PIXEL else self.embed_dims)
+        self.corruption_sampler.counts(self.patch_resolution)  # validate
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        self.time_embed = nn.Sequential(
+            nn.Linear(self.embed_dims, self.embed_dims), nn.SiLU(),
+            nn.Linear(self.embed_dims, self.embed_dims)) if time_embed else None
+
+    @property
+    def first_noised_block(self) -> int:
+        """The first block that sees noised tokens."""
+        return 0 if self.noise_layer == NOISE_LAYER_PIXEL else self.noise_layer
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def sample_corruption(
+            self,
+            images: Tensor,
+            generator: Optional[torch.Generator] = None) -> Corruption:
+        """Draw ``M``, ``S``, ``t`` and ``eps`` for a batch of images.
+
+        Args:
+            images (Tensor): ``(B, C, H, W)``.
+            generator (torch.Generator, optional): See
+                :class:`CorruptionSampler`.
+
+        Returns:
+            Corruption: The batch's corruption.
+        """
+        p = self.patch_size
+        grid = (images.shape[2] // p, images.shape[3] // p)
+        return self.corruption_sampler(images.shape[0], grid, images.device,
+                                       generator)
+
+    def forward(self,
+                x: Tensor,
+                corruption: Optional[Corruption] = None,
+                probe_layers: Sequence[int] = (),
+                blocked_layers: Sequence[int] = ()
+                ) -> Union[Tuple[Tensor, ...], EncoderOutput]:
+        """Encode images, corrupted for pre-training or not.
+
+        Args:
+            x (Tensor): ``(B, C, H, W)`` images.
+            corruption (Corruption, optional): Without it, this is exactly
+                ``VisionTransformer.forward``.
+            probe_layers (Sequence[int]): Blocks whose queries and keys are
+                returned (for the disruption loss).
+            blocked_layers (Sequence[int]): Blocks where attention between
+                ``M`` and ``S`` is masked out (``disentangle='hard'``).
+
+        Returns:
+            The ``VisionTransformer`` outputs, or an :class:`EncoderOutput`.
+        """
+        if corruption is None:
+            return super().forward(x)
+
+        B = x.shape[0]
+        noisy = corruption.num_noised > 0
+        clean = None
+        if noisy and self.noise_layer == NOISE_LAYER_PIXEL:
+            grid = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
+            patches, clean = add_noise(
+                patchify(x, self.patch_size), corruption.noised_index,
+                corruption.alpha_bar, corruption.eps)
+            x = unpatchify(patches, self.patch_size, grid)
+
+        tokens, patch_resolution = self.patch_embed(x)
+        w = corruption.mask.unsqueeze(-1).to(tokens.dtype)
+        tokens = tokens * (1 - w) + self.mask_token.to(tokens.dtype) * w
+        if self.cls_token is not None:
+            tokens = torch.cat((self.cls_token.expand(B, -1, -1), tokens), 1)
+        tokens = tokens + resize_pos_embed(
+            self.pos_embed,
+            self.patch_resolution,
+            patch_resolution,
+            mode=self.interpolate_mode,
+            num_extra_tokens=self.num_extra_tokens)
+        tokens = self.pre_norm(self.drop_after_pos(tokens))
+
+        noised_index = corruption.noised_index + self.num_extra_tokens
+        attn_mask = cross_corruption_mask(
+            corruption, self.num_extra_tokens) if blocked_layers else None
+        attention = {}
+        for i, layer in enumerate(self.layers):
+            if noisy and i == self.first_noised_block:
+                if self.noise_layer != NOISE_LAYER_PIXEL:
+                    tokens, clean = add_noise(tokens, noised_index,
+                                              corruption.alpha_bar,
+                                              corruption.eps)
+                if self.time_embed is not None:
+                    tokens = self._add_time_embed(tokens, noised_index,
+                                                  corruption.t)
+            if i in probe_layers or i in blocked_layers:
+                tokens, attention[i] = block_forward(
+                    layer, tokens, attn_mask if i in blocked_layers else None)
+            else:
+                tokens = layer(tokens)
+        tokens = self.ln1(tokens)
+        return EncoderOutput(tokens[:, self.num_extra_tokens:], clean,
+                             attention)
+
+    def _add_time_embed(self, tokens: Tensor, index: Tensor,
+                        t: Tensor) -> Tensor:
+        """Add the learned embedding of ``t`` to the tokens at ``index``."""
+        emb = self.time_embed(timestep_embedding(t, self.embed_dims))
+        emb = emb.to(tokens.dtype)[:, None].expand(-1, index.shape[1], -1)
+        return tokens.scatter_add(
+            1,
+            index.unsqueeze(-1).expand(-1, -1, self.embed_dims), emb)
+
+    def get_layer_depth(self, param_name: str, prefix: str = ''):
+        """As ``VisionTransformer``, with the mask token in the stem."""
+        if param_name[len(prefix):] == 'mask_token':
+            return 0, self.num_layers + 2
+        return super().get_layer_depth(param_name, prefix)

@@ -1,0 +1,3 @@
+from .reconstruction_head import TokenRegressionHead
+
+__all__ = ['TokenRegressionHead']

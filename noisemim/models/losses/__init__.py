@@ -1,0 +1,3 @@
+from .disruption import DisruptionLoss
+
+__all__ = ['DisruptionLoss']

@@ -1,0 +1,103 @@
+"""What ``tools/train.py`` and ``tools/test.py`` share: config set-up for any of
+mmpretrain, mmdet and mmseg, data-root checks, and distributed runs on CPU."""
+import os
+import os.path as osp
+from typing import Iterator, Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+
+SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
+
+# How to prepare each dataset, by dataset type (shown when its root is missing).
+DATA_HINTS = {
+    'ImageNet': 'ImageNet-1K in the mmpretrain layout: <root>/train/<wnid>/*.JPEG, '
+    '<root>/val/..., <root>/meta/{train,val}.txt (see README, "Data").',
+    'CocoDataset': 'COCO 2017: <root>/{train2017,val2017}/*.jpg and '
+    '<root>/annotations/instances_{train,val}2017.json (see README, "Data").',
+    'ADE20KDataset': 'ADE20K (ADEChallengeData2016): <root>/images/{training,'
+    'validation}/*.jpg and <root>/annotations/{training,validation}/*.png '
+    '(see README, "Data").',
+}
+
+
+def _datasets(cfg: dict) -> Iterator[dict]:
+    """Yield a dataset config and the datasets it wraps."""
+    if not isinstance(cfg, dict):
+        return
+    yield cfg
+    yield from _datasets(cfg.get('dataset'))
+    for child in cfg.get('datasets', None) or []:
+        yield from _datasets(child)
+
+
+def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
+    """Fail early, naming the path and how to prepare it, if a root is missing.
+
+    Args:
+        cfg (Config): The run's config.
+        loaders (Sequence[str]): The dataloaders that the run uses.
+
+    Raises:
+        FileNotFoundError: A dataset's ``data_root`` does not exist.
+    """
+    for name in loaders:
+        loader = cfg.get(name)
+        if not loader:
+            continue
+        for dataset in _datasets(loader.get('dataset')):
+            root = dataset.get('data_root')
+            if root and not osp.isdir(root):
+                kind = str(dataset.get('type', '')).split('.')[-1]
+                hint = DATA_HINTS.get(kind, 'see README, "Data".')
+                raise FileNotFoundError(
+                    f'{name}: the data_root {osp.abspath(root)!r} of dataset '
+                    f'{kind or "?"} does not exist. Prepare it as {hint} Or '
+                    f'point the config at it, e.g. --cfg-options '
+                    f'{name}.dataset.data_root=/path/to/data')
+
+
+def default_scope(cfg: Config) -> str:
+    """The config's ``default_scope`` (checked against the supported ones)."""
+    scope = cfg.get('default_scope', 'mmpretrain')
+    if scope not in SCOPES:
+        raise ValueError(f'default_scope must be one of {SCOPES}, got '
+                         f'{scope!r}')
+    return scope
+
+
+def setup_distributed(cfg: Config, launcher: str) -> None:
+    """Start torch.distributed on CPU (gloo) when no GPU is present.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device``, which fails on a
+    machine without GPUs, and its DDP wrapper passes GPU ``device_ids``; this
+    starts the process group itself and has DDP wrap the model on CPU.
+
+    Args:
+        cfg (Config): The run's config (changed in place).
+        launcher (str): ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise ValueError(f'launcher {launcher!r} needs GPUs; on CPU use '
+                         "'pytorch' (tools/dist_train.sh).")
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel')
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+
+
+def set_work_dir(cfg: Config, config_path: str,
+                 work_dir: Optional[str]) -> None:
+    """``--work-dir``, else the config's, else ``work_dirs/<config name>``."""
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config_path))[0])
+    os.makedirs(cfg.work_dir, exist_ok=True)
