@@ -52,3 +52,39 @@ def build_model():
         return model
 
     return build
+
+
+def _save_pretrain_checkpoint(config: str, path) -> str:
+    """Build a NoiseMIM pre-training model from a config file and save it as
+    an mmengine Runner would (``meta`` + ``state_dict`` with the
+    ``backbone.``/``mim_head.``/... prefixes)."""
+    import os.path as osp
+
+    import torch
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    cfg = Config.fromfile(osp.join(root, config))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    torch.save(
+        dict(meta=dict(epoch=1, iter=1), state_dict=model.state_dict()),
+        str(path))
+    return str(path)
+
+
+@pytest.fixture(scope='session')
+def vit_b_pretrain_checkpoint(tmp_path_factory) -> str:
+    """A NoiseMIM ViT-B/16 pre-training checkpoint (random weights)."""
+    return _save_pretrain_checkpoint(
+        'configs/pretrain/noisemim_vit-b.py',
+        tmp_path_factory.mktemp('ckpt') / 'noisemim_vit-b.pth')
+
+
+@pytest.fixture(scope='session')
+def tiny_pretrain_checkpoint(tmp_path_factory) -> str:
+    """A checkpoint of the tiny demo NoiseMIM (4 blocks, 64-d, patch 8)."""
+    return _save_pretrain_checkpoint(
+        'configs/pretrain/noisemim_vit-tiny_demo.py',
+        tmp_path_factory.mktemp('ckpt') / 'noisemim_tiny.pth')
