@@ -9,9 +9,10 @@ import argparse
 
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
+from noisemim.utils.checkpoint import check_checkpoint
 from noisemim.utils.launch import (check_data_roots, default_scope,
                                    set_work_dir, setup_distributed)
 
@@ -67,6 +68,9 @@ def build_config(args: argparse.Namespace) -> Config:
     if cfg.get('val_cfg') and cfg.get('val_dataloader'):
         loaders.append('val_dataloader')
     check_data_roots(cfg, loaders)
+    # Refuse a checkpoint that carries code before anything unpickles it.
+    check_checkpoint(cfg.get('load_from') or (
+        find_latest_checkpoint(cfg.work_dir) if cfg.get('resume') else None))
     setup_distributed(cfg, args.launcher)
     return cfg
 

@@ -10,6 +10,16 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
+# Reliability (noisemim/engine/hooks): log losses averaged over all processes,
+# stop at a non-finite loss, refuse a load_from/--resume checkpoint that does
+# not fit the model, and make --resume and the corruption exact (shared seed,
+# per-rank RNG states in checkpoints).
+custom_hooks = [
+    dict(type='SyncLossHook'),
+    dict(type='FiniteLossHook'),
+    dict(type='CheckpointFitHook'),
+    dict(type='RandomnessHook'),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -3,5 +3,9 @@ from .backbones import *  # noqa: F401,F403
 from .corruption import Corruption, CorruptionSampler, cosine_alpha_bar
 from .heads import *  # noqa: F401,F403
 from .losses import *  # noqa: F401,F403
+from .necks import *  # noqa: F401,F403
+from .pretrained import (LoadReport, StrictPretrainedInit,
+                         init_weights_then_load)
 
-__all__ = ['Corruption', 'CorruptionSampler', 'cosine_alpha_bar']
+__all__ = ['Corruption', 'CorruptionSampler', 'cosine_alpha_bar',
+           'LoadReport', 'StrictPretrainedInit', 'init_weights_then_load']

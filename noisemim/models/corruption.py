@@ -218,11 +218,16 @@ def step_seed() -> int:
     """A seed for this training step, from the Runner's seed and iteration.
 
     Returns:
-        int: a fixed mix of ``seed`` and ``iter`` while an mmengine Runner trains, else a
-        draw from torch's global RNG.
+        int: a fixed mix of the run's seed (the same on every rank: the
+        ``shared_seed`` that ``RandomnessHook`` publishes, else ``seed``) and
+        ``iter`` while an mmengine Runner trains, else a draw from torch's
+        global RNG.
     """
     hub = MessageHub.get_current_instance()
-    seed, iteration = hub.get_info('seed'), hub.get_info('iter')
+    # 'shared_seed' (RandomnessHook) is rank 0's seed on every rank; 'seed' is
+    # seed + rank under randomness.diff_rank_seed=True.
+    seed = hub.get_info('shared_seed', hub.get_info('seed'))
+    iteration = hub.get_info('iter')
     if seed is None or iteration is None:
         return int(torch.randint(2**62, (1, )).item())
     # A fixed integer mix (Python's str hashing is salted per process).

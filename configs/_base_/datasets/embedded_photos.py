@@ -21,6 +21,6 @@ train_pipeline = [
 train_dataloader = dict(
     batch_size=16,
     num_workers=0,
-    sampler=dict(type='DefaultSampler', shuffle=True),
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='EmbeddedPhotos', repeat=4, pipeline=train_pipeline))

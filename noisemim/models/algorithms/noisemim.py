@@ -16,7 +16,8 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from ..backbones.noisemim_vit import NOISE_LAYER_PIXEL, NoiseMIMViT
+from ..backbones.noisemim_vit import (NOISE_LAYER_PIXEL, EncoderOutput,
+                                       NoiseMIMViT)
 from ..corruption import Corruption
 from ..patches import patchify
 
@@ -153,6 +154,22 @@ class NoiseMIM(BaseSelfSupervisor):
             blocked_layers=layers if hard else ())
         return corruption, out
 
+    def mim_loss(self, inputs: Tensor, pixels: Tensor, corruption: Corruption,
+                 out: EncoderOutput) -> Tensor:
+        """``L_mim``: the MIM head's loss on the masked patches.
+
+        Args:
+            inputs (Tensor): ``(B, 3, H, W)`` normalised images.
+            pixels (Tensor): ``(B, N, p*p*3)`` the pixel targets.
+            corruption (Corruption): The batch's corruption.
+            out (EncoderOutput): The corrupted encoder's output.
+
+        Returns:
+            Tensor: The loss (subclasses may change the target, e.g.
+            ``NoiseMIMDTM``'s morphed teacher tokens).
+        """
+        return self.mim_head.loss(out.tokens, pixels, corruption.mask)
+
     def loss(self, inputs: Tensor, data_samples: List[DataSample],
              **kwargs) -> Dict[str, Tensor]:
         """The loss terms of a batch.
@@ -169,8 +186,7 @@ class NoiseMIM(BaseSelfSupervisor):
         corruption, out = self.corrupted_forward(inputs)
         patches = patchify(inputs, self.backbone.patch_size).float()
         pixels = normalize_patches(patches) if self.norm_pix else patches
-        losses = dict(
-            loss_mim=self.mim_head.loss(out.tokens, pixels, corruption.mask))
+        losses = dict(loss_mim=self.mim_loss(inputs, pixels, corruption, out))
         if not self.noisy:
             return losses
 

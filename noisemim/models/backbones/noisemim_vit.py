@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from ..corruption import Corruption, CorruptionSampler, add_noise
 from ..patches import patchify, unpatchify
+from ..pretrained import init_weights_then_load
 
 NOISE_LAYER_PIXEL = 'pixel'
 
@@ -183,6 +184,11 @@ class NoiseMIMViT(VisionTransformer):
         return 0 if self.noise_layer == NOISE_LAYER_PIXEL else self.noise_layer
 
     def init_weights(self) -> None:
+        """Random init, then any ``StrictPretrained`` init_cfg (loaded last,
+        as mmengine does for its own ``Pretrained``)."""
+        init_weights_then_load(self, self._init_weights)
+
+    def _init_weights(self) -> None:
         super().init_weights()
         nn.init.normal_(self.mask_token, std=0.02)
 

@@ -1,0 +1,16 @@
+# mmdet's runtime (default_scope='mmdet', DetLocalVisualizer, ...), plus the
+# import that registers noisemim's backbone, neck, LN2d, initializer and
+# layer-decay constructor.
+_base_ = 'mmdet::_base_/default_runtime.py'
+custom_imports = dict(imports=['noisemim'], allow_failed_imports=False)
+
+# Iteration-based (the LSJ schedules): checkpoints every 5,000 iterations.
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=50),
+    checkpoint=dict(
+        type='CheckpointHook',
+        by_epoch=False,
+        save_last=True,
+        interval=5000,
+        max_keep_ckpts=5))
+log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)

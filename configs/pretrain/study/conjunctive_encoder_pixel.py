@@ -1,0 +1,4 @@
+# Conjunctive, encoder-style, pixel noise: NoiseMIM with S noised in pixels.
+_base_ = ['./_base_/conjunctive_encoder.py']
+study_method = 'NoiseMIM, pixel noise'
+model = dict(backbone=dict(noise_layer='pixel'))

@@ -1,0 +1,60 @@
+"""Stop a run loudly at the first non-finite loss."""
+import math
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import find_latest_checkpoint
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss term became NaN or infinite."""
+
+
+@HOOKS.register_module()
+class FiniteLossHook(Hook):
+    """Raise :class:`NonFiniteLossError` when a loss term is NaN or infinite.
+
+    The error names the iteration, every loss term and the last checkpoint
+    saved before it (to resume from). The hook runs before ``LoggerHook`` and
+    ``CheckpointHook``, so no checkpoint of the broken weights is written.
+    Under ``SyncLossHook`` the terms are already averaged over the processes,
+    so every rank stops at the same iteration.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch=None,
+                         outputs: Optional[dict] = None) -> None:
+        """Check the logged loss terms of this iteration.
+
+        Args:
+            runner (Runner): The runner.
+            batch_idx (int): The index of the batch.
+            data_batch (Any): The batch (unused).
+            outputs (dict, optional): The model's log variables.
+
+        Raises:
+            NonFiniteLossError: Some term with ``loss`` in its name is not
+                finite.
+        """
+        terms = {
+            key: float(value)
+            for key, value in (outputs or {}).items() if 'loss' in key
+        }
+        if all(math.isfinite(v) for v in terms.values()):
+            return
+        last = (runner.message_hub.get_info('last_ckpt')
+                or find_latest_checkpoint(runner.work_dir))
+        where = (f'The last good checkpoint is {last}; resume with '
+                 f'--resume {last} after fixing the cause (e.g. a lower lr, '
+                 'gradient clipping, or fp32 instead of --amp).'
+                 if last else 'No checkpoint was saved before it.')
+        values = ', '.join(f'{k}={v}' for k, v in terms.items())
+        message = (f'Non-finite loss at iteration {runner.iter + 1}: '
+                   f'{values}. Training stopped. {where}')
+        runner.logger.error(message)
+        raise NonFiniteLossError(message)

@@ -1,0 +1,248 @@
+"""Classification transfer: every config loads a NoiseMIM ViT-B checkpoint
+with no missing key, a missing key fails loudly, and a tiny CUB fine-tuning
+runs through tools/train.py and tools/test.py with the real Accuracy."""
+import glob
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmpretrain.registry import MODELS
+from PIL import Image
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = sorted(
+    glob.glob(osp.join(ROOT, 'configs', 'classification', '*.py')))
+DEMO_ARCH = dict(embed_dims=64, num_layers=4, num_heads=4,
+                 feedforward_channels=256)
+
+
+def build_from_config(cfg: Config):
+    """Build and initialise a config's model as mmengine's Runner does."""
+    model_cfg = cfg.model
+    model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
+    model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
+def test_there_is_a_config_per_task():
+    names = {osp.basename(p).rsplit('_', 1)[-1][:-3] for p in CONFIGS}
+    assert names == {'in1k', 'cub', 'nabirds', 'inat2017', 'inat2018',
+                     'stanfordcars', 'fgvc-aircraft'}
+    assert sum('linear' in p for p in CONFIGS) == 1
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=osp.basename)
+def test_config_loads_vit_b_pretraining_with_no_missing_key(
+        path, vit_b_pretrain_checkpoint):
+    cfg = Config.fromfile(path)
+    assert cfg.model.backbone.init_cfg.type == 'StrictPretrained'
+    cfg.model.backbone.init_cfg.checkpoint = vit_b_pretrain_checkpoint
+    model = build_from_config(cfg)
+
+    backbone = model.backbone
+    report = backbone.pretrained_report
+    # every backbone key is loaded but ln2, the new norm after pooling
+    assert report.new == ['ln2.weight', 'ln2.bias']
+    assert sorted(report.loaded + report.new) == sorted(backbone.state_dict())
+    assert not report.unused and not report.pretrain_only
+    assert {k.split('.')[0] for k in report.outside_prefix} == {
+        'mim_head', 'denoise_head'}
+    source = torch.load(vit_b_pretrain_checkpoint, mmap=True)['state_dict']
+    for key in ('pos_embed', 'layers.11.ffn.layers.1.weight', 'ln1.bias'):
+        assert torch.equal(backbone.state_dict()[key],
+                           source['backbone.' + key]), key
+
+    if 'linear' in path:  # frozen but for the unused pre-training token
+        trainable = [n for n, p in backbone.named_parameters()
+                     if p.requires_grad]
+        assert trainable == ['mask_token']
+    else:
+        assert backbone.layers[11].ffn.dropout_layer.drop_prob == \
+            pytest.approx(0.1)
+    if path.endswith('in1k.py') and 'linear' not in path:
+        check_imagenet_finetuning_recipe(cfg, model)
+
+
+def check_imagenet_finetuning_recipe(cfg: Config, model) -> None:
+    """METHOD.md's fine-tuning recipe, as the built parts see it."""
+    assert cfg.train_cfg.max_epochs == 100
+    warmup, cosine = cfg.param_scheduler
+    assert (warmup.type, warmup.end, cosine.begin, cosine.end) == (
+        'LinearLR', 20, 20, 100)
+    augments = {a.type: a.alpha for a in cfg.model.train_cfg.augments}
+    assert augments == {'Mixup': 0.8, 'CutMix': 1.0}
+    assert model.head.loss_module.label_smooth_val == 0.1
+    steps = {t.type: t for t in cfg.train_dataloader.dataset.pipeline}
+    assert steps['RandomErasing'].erase_prob == 0.25
+    assert steps['RandAugment'].magnitude_level == 9
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    lr = {g['param_name']: g['lr'] for g in wrapper.param_groups}
+    base = cfg.optim_wrapper.optimizer.lr
+    assert lr['head.fc.weight'] == pytest.approx(base)
+    assert lr['backbone.layers.11.attn.qkv.weight'] == pytest.approx(
+        base * 0.65)
+    assert lr['backbone.patch_embed.projection.weight'] == pytest.approx(
+        base * 0.65**13)
+
+
+def tiny_classifier(checkpoint: str, backbone_type: str = 'NoiseMIMViT',
+                    **init) -> dict:
+    """A tiny fine-tuning classifier whose backbone loads ``checkpoint``."""
+    backbone = dict(
+        type=backbone_type, arch=dict(DEMO_ARCH), img_size=32, patch_size=8,
+        out_type='avg_featmap',
+        init_cfg=dict(type='StrictPretrained', checkpoint=checkpoint,
+                      new_keys=('ln2.*', ), **init))
+    if backbone_type == 'NoiseMIMViT':
+        backbone['mask_unit'] = 16
+    return dict(
+        type='ImageClassifier', backbone=backbone,
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=64))
+
+
+def test_missing_backbone_key_fails_loudly(tiny_pretrain_checkpoint,
+                                           tmp_path):
+    checkpoint = torch.load(tiny_pretrain_checkpoint)
+    del checkpoint['state_dict']['backbone.layers.2.attn.proj.weight']
+    checkpoint['state_dict']['backbone.layers.9.attn.proj.weight'] = \
+        torch.zeros(1)
+    broken = str(tmp_path / 'broken.pth')
+    torch.save(checkpoint, broken)
+    model = MODELS.build(tiny_classifier(broken))
+    with pytest.raises(RuntimeError) as error:
+        model.init_weights()
+    message = str(error.value)
+    assert 'missing: layers.2.attn.proj.weight' in message
+    assert 'unexpected in the checkpoint: layers.9.attn.proj.weight' in message
+
+    # a wrong prefix loads nothing: also an error, not a log line
+    model = MODELS.build(
+        tiny_classifier(tiny_pretrain_checkpoint, prefix='encoder.'))
+    with pytest.raises(RuntimeError, match='57 key.*patch_embed'):
+        model.init_weights()
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        MODELS.build(tiny_classifier(str(tmp_path / 'nope.pth'))) \
+            .init_weights()
+
+
+def test_loading_resizes_position_embeddings(tiny_pretrain_checkpoint):
+    model = MODELS.build(tiny_classifier(tiny_pretrain_checkpoint))
+    model.init_weights()
+    source = torch.load(tiny_pretrain_checkpoint)['state_dict']
+    pos_embed = source['backbone.pos_embed']  # 64 px: 1 + 8 x 8 tokens
+    assert model.backbone.pos_embed.shape == (1, 1 + 4 * 4, 64)
+    torch.testing.assert_close(model.backbone.pos_embed[:, 0],
+                               pos_embed[:, 0])
+    assert sorted(model.backbone.pretrained_report.outside_prefix) == sorted(
+        k for k in source if not k.startswith('backbone.'))
+
+
+def test_strict_pretrained_refuses_a_module_that_would_overwrite_it(
+        tiny_pretrain_checkpoint):
+    model = MODELS.build(
+        tiny_classifier(tiny_pretrain_checkpoint, 'VisionTransformer'))
+    with pytest.raises(TypeError, match='before the sub-modules'):
+        model.init_weights()
+
+
+def write_cub(root: str, per_class: int = 2) -> str:
+    """A CUB-200-2011 tree in the official layout: 4 classes of coloured
+    64 px images, ``per_class`` train and 1 test image each."""
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
+    images, labels, split = [], [], []
+    rng = np.random.default_rng(0)
+    for c, colour in enumerate(colours):
+        folder = f'{c + 1:03d}.Class_{c + 1}'
+        os.makedirs(osp.join(root, 'images', folder))
+        for i in range(per_class + 1):
+            pixels = np.clip(rng.normal(colour, 20, (64, 64, 3)), 0, 255)
+            name = f'{folder}/img_{i}.jpg'
+            Image.fromarray(pixels.astype(np.uint8)).save(
+                osp.join(root, 'images', name))
+            n = len(images) + 1
+            images.append(f'{n} {name}')
+            labels.append(f'{n} {c + 1}')
+            split.append(f'{n} {int(i < per_class)}')
+    for name, lines in (('images.txt', images),
+                        ('image_class_labels.txt', labels),
+                        ('train_test_split.txt', split)):
+        with open(osp.join(root, name), 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+    return root
+
+
+TINY_CUB_CONFIG = """
+_base_ = [{base!r}]
+model = dict(
+    backbone=dict(
+        arch=dict(_delete_=True, **{arch!r}), patch_size=8, mask_unit=16,
+        init_cfg=dict(checkpoint={checkpoint!r})),
+    head=dict(in_channels=64))
+train_dataloader = dict(
+    batch_size=4, num_workers=0, dataset=dict(data_root={root!r}))
+val_dataloader = dict(
+    batch_size=4, num_workers=0, dataset=dict(data_root={root!r}))
+test_dataloader = val_dataloader
+train_cfg = dict(max_epochs=2, val_interval=2)
+default_hooks = dict(logger=dict(interval=1))
+"""
+
+
+def run_tool(*args) -> str:
+    run = subprocess.run([sys.executable, *args], cwd=ROOT, timeout=600,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run.stdout + run.stderr
+
+
+def test_cub_finetuning_through_tools(tiny_pretrain_checkpoint, tmp_path):
+    """The real CUB config (224 px pipelines, RandAugment, Mixup/CutMix,
+    layer decay, CUB dataset class) with a tiny ViT from the demo
+    pre-training checkpoint: train 2 epochs, then evaluate."""
+    root = write_cub(str(tmp_path / 'CUB_200_2011'))
+    config = str(tmp_path / 'tiny_cub.py')
+    with open(config, 'w') as f:
+        f.write(TINY_CUB_CONFIG.format(
+            base=osp.join(ROOT, 'configs/classification/'
+                          'noisemim_vit-b-p16_8xb64-coslr-100e_cub.py'),
+            arch=DEMO_ARCH, checkpoint=tiny_pretrain_checkpoint, root=root))
+    work_dir = str(tmp_path / 'work')
+    log = run_tool('tools/train.py', config, '--work-dir', work_dir)
+    assert re.search(r'StrictPretrained: loaded 57 keys .*; 0 missing', log)
+    assert 'kept the initialisation of downstream-only keys: ln2.weight' in log
+    assert 'layer-wise lr decay' in log
+    losses = [float(x) for x in re.findall(r' loss: ([\d.]+)', log)]
+    assert len(losses) == 4 and all(np.isfinite(losses))  # 2 x 8 / 4 iters
+
+    checkpoint = osp.join(work_dir, 'epoch_2.pth')
+    log = run_tool('tools/test.py', config, checkpoint, '--work-dir',
+                   str(tmp_path / 'test'))
+    top1 = float(re.search(r'accuracy/top1: ([\d.]+)', log).group(1))
+
+    # the same number, computed here from the fine-tuned weights
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.registry import DATASETS
+    cfg = Config.fromfile(config)
+    cfg.model.backbone.init_cfg = None
+    model = build_from_config(cfg)
+    load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+    model.eval()
+    dataset = DATASETS.build(cfg.test_dataloader.dataset)
+    batch = [dataset[i] for i in range(len(dataset))]
+    data = model.data_preprocessor(
+        dict(inputs=[b['inputs'] for b in batch],
+             data_samples=[b['data_samples'] for b in batch]))
+    with torch.no_grad():
+        scores = model(**data, mode='tensor')
+    truth = torch.tensor([int(b['data_samples'].gt_label) for b in batch])
+    expected = 100 * (scores.argmax(1) == truth).float().mean().item()
+    assert len(batch) == 4
+    assert top1 == pytest.approx(expected, abs=1e-3)
