@@ -16,6 +16,8 @@ DATA_HINTS = {
     '<root>/val/..., <root>/meta/{train,val}.txt (see README, "Data").',
     'CocoDataset': 'COCO 2017: <root>/{train2017,val2017}/*.jpg and '
     '<root>/annotations/instances_{train,val}2017.json (see README, "Data").',
+    'CustomDataset': 'a folder of images, <root>/*.jpg (or <root>/<class>/*.jpg '
+    'with labels), as mmpretrain\'s CustomDataset reads it.',
     'ADE20KDataset': 'ADE20K (ADEChallengeData2016): <root>/images/{training,'
     'validation}/*.jpg and <root>/annotations/{training,validation}/*.png '
     '(see README, "Data").',

@@ -6,23 +6,30 @@ cross-corruption attention mass is::
     c = mean_{i in M} sum_{j in S} A_ij + mean_{i in S} sum_{j in M} A_ij
 
 and the loss is the mean of ``c`` over blocks, heads and samples. Only the rows
-of ``M`` and ``S`` are needed, and they are computed from the block's queries
-and keys under activation checkpointing: the forward attention stays fused and
-no ``N x N`` probability matrix is kept alive for the backward pass (it is
-recomputed there, one block at a time, in fp32).
+of ``M`` and ``S`` are needed. ``sum_{j in S} A_ij`` is the output of attention
+with the 0/1 indicator of ``S`` as the value, so ``c`` is one fused
+``scaled_dot_product_attention`` call on the ``M`` and ``S`` query rows (in
+fp32): no ``N x N`` probability matrix is materialised or kept for the
+backward pass, which is the fused kernel's own. The ``'entropy'`` variant
+needs the probabilities themselves; it computes the ``M`` rows explicitly
+under activation checkpointing (recomputed in the backward, one block at a
+time, in fp32).
 """
 import math
 from typing import Dict, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule
 from mmpretrain.registry import MODELS
 from torch import Tensor
+from torch.profiler import record_function
 from torch.utils.checkpoint import checkpoint
 
 from ..corruption import Corruption
 
 MODES = ('mass', 'entropy', 'hard')
+VALUE_CHANNELS = 8
 
 
 def _rows(x: Tensor, index: Tensor) -> Tensor:
@@ -34,6 +41,10 @@ def _rows(x: Tensor, index: Tensor) -> Tensor:
 def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
                           noised_index: Tensor) -> Tensor:
     """``c`` of one block, per sample and head.
+
+    ``sum_{j in S} A_ij`` is attention with the indicator of ``S`` as the
+    value (and likewise for ``M``), so the masses come from one fused
+    attention call on the ``M`` and ``S`` query rows, in fp32.
 
     Args:
         q (Tensor): ``(B, H, L, d)`` queries (all tokens).
@@ -47,13 +58,15 @@ def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
     q, k = q.float(), k.float()
     n_m = masked_index.shape[1]
     rows = _rows(q, torch.cat([masked_index, noised_index], 1))
-    probs = (rows @ k.transpose(-2, -1) * q.shape[-1]**-0.5).softmax(-1)
-    keys = torch.zeros(k.shape[0], 2, k.shape[2], device=k.device)
-    keys[:, 0].scatter_(1, noised_index, 1.)  # what M rows must not see
-    keys[:, 1].scatter_(1, masked_index, 1.)  # what S rows must not see
-    mass_to_s = probs[:, :, :n_m] @ keys[:, None, 0, :, None]
-    mass_to_m = probs[:, :, n_m:] @ keys[:, None, 1, :, None]
-    return mass_to_s.mean((2, 3)) + mass_to_m.mean((2, 3))
+    # Values: channel 0 marks S (what M rows must not see), channel 1 marks M
+    # (what S rows must not see); padded to 8 channels, which the fused
+    # kernels of every backend accept.
+    keys = k.new_zeros(k.shape[0], k.shape[2], VALUE_CHANNELS)
+    keys[:, :, 0].scatter_(1, noised_index, 1.)
+    keys[:, :, 1].scatter_(1, masked_index, 1.)
+    keys = keys[:, None].expand(-1, k.shape[1], -1, -1)
+    mass = F.scaled_dot_product_attention(rows, k, keys)
+    return mass[:, :, :n_m, 0].mean(-1) + mass[:, :, n_m:, 1].mean(-1)
 
 
 def masked_attention_entropy_gap(q: Tensor, k: Tensor, masked_index: Tensor,
@@ -123,10 +136,17 @@ class DisruptionLoss(BaseModule):
         """
         masked = corruption.masked_index + num_extra_tokens
         noised = corruption.noised_index + num_extra_tokens
-        with torch.autocast(device_type=masked.device.type, enabled=False):
-            per_block = [
-                checkpoint(self._per_block, q, k, masked, noised,
-                           use_reentrant=False).mean()
-                for q, k in attention.values()
-            ]
-        return self.loss_weight * torch.stack(per_block).mean()
+        with record_function('noisemim.disruption_loss'), torch.autocast(
+                device_type=masked.device.type, enabled=False):
+            if self.mode == 'mass':  # fused: nothing to checkpoint
+                per_block = [
+                    self._per_block(q, k, masked, noised).mean()
+                    for q, k in attention.values()
+                ]
+            else:
+                per_block = [
+                    checkpoint(self._per_block, q, k, masked, noised,
+                               use_reentrant=False).mean()
+                    for q, k in attention.values()
+                ]
+            return self.loss_weight * torch.stack(per_block).mean()
