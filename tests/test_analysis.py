@@ -30,16 +30,15 @@ MAE_DEMO = osp.join(ROOT, 'configs/pretrain/mae_vit-tiny_demo.py')
 PNG_MAGIC = b'\x89PNG'
 
 
-def build_from_config(path: str, seed: int = 0):
-    """The model of a config file with its data preprocessor, initialised."""
+@pytest.fixture(scope='module')
+def mae_model():
+    """The tiny MAE of ``configs/pretrain/mae_vit-tiny_demo.py`` (random)."""
     from mmpretrain.registry import MODELS
-    cfg = Config.fromfile(path)
+    cfg = Config.fromfile(MAE_DEMO)
     model_cfg = copy.deepcopy(cfg.model)
     model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
-    model_cfg.pop('init_cfg', None)  # quiet, and a plain init is enough here
-    torch.manual_seed(seed)
-    model = MODELS.build(model_cfg)
-    return model.eval()
+    torch.manual_seed(0)
+    return MODELS.build(model_cfg).eval()
 
 
 @pytest.fixture(scope='module')
@@ -187,8 +186,8 @@ def test_probe_matches_noisemim_own_queries_and_keys(build_model):
     assert probe.patch_resolution == (4, 4) and probe.num_extra_tokens == 1
 
 
-def test_probe_sees_every_patch_of_an_mae_encoder():
-    model = build_from_config(MAE_DEMO)
+def test_probe_sees_every_patch_of_an_mae_encoder(mae_model):
+    model = mae_model
     probe = probe_encoder(model, torch.randn(1, 3, 64, 64), blocks=[1, 3])
     assert len(probe.attention) == len(probe.features) == 2
     assert probe.features[0].shape == (1, 1 + 64, 64)  # no MAE masking
@@ -242,8 +241,8 @@ def test_noisemim_reconstruction_with_perfect_heads(build_model):
     assert torch.equal(reconstruct(model, x, seed=3).mask, rec.mask)
 
 
-def test_mae_reconstruction_with_perfect_decoder():
-    model = build_from_config(MAE_DEMO)
+def test_mae_reconstruction_with_perfect_decoder(mae_model):
+    model = copy.deepcopy(mae_model)
     x = torch.randn(2, 3, 64, 64)
     truth = normalize_patches(patchify(x, 8))
     model.neck.forward = lambda latent, ids_restore: truth
@@ -355,8 +354,9 @@ def test_tools_run_end_to_end(tiny_pretrain_checkpoint, image_dir, tmp_path):
     assert a['mim_mse'] > 0 and a['denoise_mse'] > 0
 
 
-def test_reconstruction_tool_on_an_mae_checkpoint(image_dir, tmp_path):
-    model = build_from_config(MAE_DEMO)
+def test_reconstruction_tool_on_an_mae_checkpoint(mae_model, image_dir,
+                                                  tmp_path):
+    model = mae_model
     ckpt = str(tmp_path / 'mae.pth')
     torch.save(
         dict(

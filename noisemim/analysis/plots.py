@@ -16,7 +16,7 @@ NOISE_TINT = (1.0, 0.25, 0.1)
 
 
 def _save(fig: Figure, path: str, dpi: int = 100) -> str:
-    fig.savefig(path, dpi=dpi, bbox_inches='tight')
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -32,7 +32,7 @@ def plot_head_diversity(per_head: Mapping[str, Mapping[int, Sequence[float]]],
     Returns:
         str: ``path``.
     """
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(layout='constrained', figsize=(6, 4))
     ax = fig.add_subplot()
     n = len(per_head)
     for m, (label, blocks) in enumerate(per_head.items()):
@@ -84,7 +84,7 @@ def plot_feature_spectrum(profiles: Mapping[str, Mapping[int,
         str: ``path``.
     """
     n = len(profiles)
-    fig = Figure(figsize=(4.2 * (n + 1), 3.6))
+    fig = Figure(layout='constrained', figsize=(4.2 * (n + 1), 3.6))
     axes = fig.subplots(1, n + 1, squeeze=False)[0]
     for m, (label, blocks) in enumerate(profiles.items()):
         color = PALETTE[m % len(PALETTE)]
@@ -112,7 +112,6 @@ def plot_feature_spectrum(profiles: Mapping[str, Mapping[int,
     axes[0].xaxis.get_major_locator().set_params(integer=True)
     axes[0].legend(fontsize='small')
     axes[0].grid(alpha=0.3)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -130,7 +129,8 @@ def plot_attention_maps(rows: List[Tuple[str, np.ndarray, Tensor, Tensor]],
         str: ``path``.
     """
     heads = max(r[3].shape[0] for r in rows)
-    fig = Figure(figsize=(1.3 * (heads + 2), 1.4 * len(rows)))
+    fig = Figure(
+        layout='constrained', figsize=(1.3 * (heads + 2), 1.4 * len(rows)))
     axes = fig.subplots(len(rows), heads + 2, squeeze=False)
     for r, (title, image, mean_map, head_maps) in enumerate(rows):
         H, W = image.shape[:2]
@@ -204,7 +204,8 @@ def plot_reconstructions(rows: List[Tuple[str, Dict[str,
         str: ``path``.
     """
     columns = list(rows[0][1])
-    fig = Figure(figsize=(1.6 * len(columns), 1.6 * len(rows)))
+    fig = Figure(
+        layout='constrained', figsize=(1.6 * len(columns), 1.6 * len(rows)))
     axes = fig.subplots(len(rows), len(columns), squeeze=False)
     for r, (title, panels) in enumerate(rows):
         for c, name in enumerate(columns):

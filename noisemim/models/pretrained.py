@@ -217,15 +217,20 @@ class StrictPretrainedInit:
         ]
         unexpected = sorted(set(state_dict) - set(expected))
         if missing:
+            hint = ''
+            if self.prefix and not outside_prefix and not any(
+                    k.startswith(self.prefix) for k in state_dict):
+                hint = (f' No key of the checkpoint starts with '
+                        f'{self.prefix!r}, so it was used whole.')
             raise RuntimeError(
                 f'StrictPretrained: {len(missing)} key(s) of '
                 f'{type(module).__name__} are not in {self.checkpoint!r} '
                 f'(prefix {self.prefix!r}); refusing to leave them at their '
                 f'random initialisation.\n  missing: {_short(missing)}\n  '
                 f'unexpected in the checkpoint: {_short(unexpected)}\n'
-                'Check the checkpoint, the prefix and the architecture; '
-                'declare parameters that only the downstream model has with '
-                'new_keys=(...).')
+                f'Check the checkpoint, the prefix and the architecture;'
+                f'{hint} Declare parameters that only the downstream model '
+                f'has with new_keys=(...).')
         module.load_state_dict(
             {k: v for k, v in state_dict.items() if k not in unexpected},
             strict=False)

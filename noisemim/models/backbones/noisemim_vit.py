@@ -17,6 +17,7 @@ from mmpretrain.models.backbones.vision_transformer import \
 from mmpretrain.models.utils import resize_pos_embed
 from mmpretrain.registry import MODELS
 from torch import Tensor, nn
+from torch.profiler import record_function
 
 from ..corruption import Corruption, CorruptionSampler, add_noise
 from ..patches import patchify, unpatchify
@@ -208,8 +209,9 @@ class NoiseMIMViT(VisionTransformer):
         """
         p = self.patch_size
         grid = (images.shape[2] // p, images.shape[3] // p)
-        return self.corruption_sampler(images.shape[0], grid, images.device,
-                                       generator)
+        with record_function('noisemim.sample_corruption'):
+            return self.corruption_sampler(images.shape[0], grid,
+                                           images.device, generator)
 
     def forward(self,
                 x: Tensor,
@@ -239,10 +241,11 @@ class NoiseMIMViT(VisionTransformer):
         clean = None
         if noisy and self.noise_layer == NOISE_LAYER_PIXEL:
             grid = (x.shape[2] // self.patch_size, x.shape[3] // self.patch_size)
-            patches, clean = add_noise(
-                patchify(x, self.patch_size), corruption.noised_index,
-                corruption.alpha_bar, corruption.eps)
-            x = unpatchify(patches, self.patch_size, grid)
+            with record_function('noisemim.noise_injection'):
+                patches, clean = add_noise(
+                    patchify(x, self.patch_size), corruption.noised_index,
+                    corruption.alpha_bar, corruption.eps)
+                x = unpatchify(patches, self.patch_size, grid)
 
         tokens, patch_resolution = self.patch_embed(x)
         w = corruption.mask.unsqueeze(-1).to(tokens.dtype)
@@ -263,13 +266,8 @@ class NoiseMIMViT(VisionTransformer):
         attention = {}
         for i, layer in enumerate(self.layers):
             if noisy and i == self.first_noised_block:
-                if self.noise_layer != NOISE_LAYER_PIXEL:
-                    tokens, clean = add_noise(tokens, noised_index,
-                                              corruption.alpha_bar,
-                                              corruption.eps)
-                if self.time_embed is not None:
-                    tokens = self._add_time_embed(tokens, noised_index,
-                                                  corruption.t)
+                tokens, clean = self._inject_noise(tokens, clean,
+                                                   noised_index, corruption)
             if i in probe_layers or i in blocked_layers:
                 tokens, attention[i] = block_forward(
                     layer, tokens, attn_mask if i in blocked_layers else None)
@@ -278,6 +276,29 @@ class NoiseMIMViT(VisionTransformer):
         tokens = self.ln1(tokens)
         return EncoderOutput(tokens[:, self.num_extra_tokens:], clean,
                              attention)
+
+    def _inject_noise(self, tokens: Tensor, clean: Optional[Tensor],
+                      index: Tensor, corruption: Corruption
+                      ) -> Tuple[Tensor, Optional[Tensor]]:
+        """Noise the tokens at ``index`` (feature noise) and add ``time_embed``.
+
+        Args:
+            tokens (Tensor): ``(B, L, D)`` hidden states entering the block.
+            clean (Tensor, optional): The clean pixel patches (pixel noise).
+            index (Tensor): ``(B, |S|)`` indices of ``S`` in ``L``.
+            corruption (Corruption): The batch's corruption.
+
+        Returns:
+            Tuple[Tensor, Tensor | None]: The tokens, and the clean states
+            of ``S`` where the noise was added.
+        """
+        with record_function('noisemim.noise_injection'):
+            if self.noise_layer != NOISE_LAYER_PIXEL:
+                tokens, clean = add_noise(tokens, index, corruption.alpha_bar,
+                                          corruption.eps)
+            if self.time_embed is not None:
+                tokens = self._add_time_embed(tokens, index, corruption.t)
+        return tokens, clean
 
     def _add_time_embed(self, tokens: Tensor, index: Tensor,
                         t: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ they would be new, untrained parameters; the absolute position embedding is
 resized from the pre-training grid instead (``VisionTransformer``'s load hook).
 """
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import torch.nn.functional as F
 from mmpretrain.models.backbones.vision_transformer import \
@@ -110,38 +110,54 @@ class NoiseMIMViTDet(NoiseMIMViT):
     distributed data-parallel training requires.
 
     Args:
+        arch, img_size, patch_size: As :class:`NoiseMIMViT`.
         window_size (int): Window side in patches; ``0`` keeps global
             attention in every block. Defaults to 14 (ViTDet: the 224 px
             pre-training grid of 16 px patches).
-        global_attn_indexes (Sequence[int]): Blocks that keep global
-            attention. Defaults to ``(2, 5, 8, 11)`` (ViTDet, ViT-B).
+        global_attn_indexes (Sequence[int], optional): Blocks that keep
+            global attention. Defaults to ViTDet's: the last block of each
+            quarter of the depth (ViT-B: 2, 5, 8, 11; ViT-L: 5, 11, 17, 23).
         out_type (str): As ``VisionTransformer``. Defaults to ``'featmap'``.
         with_cls_token (bool): As ``VisionTransformer``; must be False with
             windows. Defaults to False.
-        *args, **kwargs: As :class:`NoiseMIMViT`.
+        mask_unit (int, optional): Pre-training only; defaults to one patch
+            so that any detection resolution is accepted.
+        **kwargs: As :class:`NoiseMIMViT`.
     """
 
     def __init__(self,
-                 *args,
+                 arch: Union[str, dict] = 'b',
+                 img_size: int = 224,
+                 patch_size: int = 16,
                  window_size: int = 14,
-                 global_attn_indexes: Sequence[int] = (2, 5, 8, 11),
+                 global_attn_indexes: Optional[Sequence[int]] = None,
                  out_type: str = 'featmap',
                  with_cls_token: bool = False,
+                 mask_unit: Optional[int] = None,
                  **kwargs) -> None:
         super().__init__(
-            *args, out_type=out_type, with_cls_token=with_cls_token, **kwargs)
+            arch=arch,
+            img_size=img_size,
+            patch_size=patch_size,
+            out_type=out_type,
+            with_cls_token=with_cls_token,
+            mask_unit=mask_unit or patch_size,
+            **kwargs)
         if not isinstance(window_size, int) or window_size < 0:
             raise ValueError('window_size must be an int >= 0 (0: global '
                              f'attention everywhere), got {window_size!r}')
+        if window_size and with_cls_token:
+            raise ValueError('windowed attention partitions the patch grid; '
+                             'set with_cls_token=False (got True)')
+        if global_attn_indexes is None:
+            step = max(self.num_layers // 4, 1)
+            global_attn_indexes = range(step - 1, self.num_layers, step)
         bad = [i for i in global_attn_indexes
                if not 0 <= i < self.num_layers]
         if bad:
             raise ValueError(
                 f'global_attn_indexes must be block indexes in [0, '
                 f'{self.num_layers - 1}], got {list(global_attn_indexes)}')
-        if window_size and with_cls_token:
-            raise ValueError('windowed attention partitions the patch grid; '
-                             'set with_cls_token=False (got True)')
         self.window_size = window_size
         self.global_attn_indexes = tuple(global_attn_indexes)
         self.mask_token.requires_grad_(False)

@@ -1,0 +1,237 @@
+"""One model's full training steps, each model in its own process.
+
+A separate process per model makes the CPU peak resident memory (``ru_maxrss``)
+that model's own; the parent drives the processes in turn, one step at a time,
+so that the load of a shared machine hits every model alike.
+"""
+import logging
+import multiprocessing as mp
+import resource
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any, Dict, Optional, Sequence
+
+import psutil
+import torch
+
+
+@dataclass
+class WorkerSpec:
+    """What a worker builds and runs.
+
+    Attributes:
+        name (str): The model's name in the table.
+        model (dict): The mmpretrain model config.
+        optim_wrapper (dict): The mmengine optimizer wrapper config.
+        batch_size (int): Images per step.
+        img_size (int): Image side in pixels.
+        device (str): ``'cpu'`` or ``'cuda'``.
+        threads (int): ``torch.set_num_threads``; 0 keeps torch's default.
+        seed (int): Seed of the weights and the synthetic images.
+        mask_generator (dict, optional): A transform drawing one sample's
+            mask into the data samples (SimMIM's pipeline mask).
+    """
+    name: str
+    model: dict
+    optim_wrapper: dict
+    batch_size: int
+    img_size: int
+    device: str = 'cpu'
+    threads: int = 0
+    seed: int = 0
+    mask_generator: Optional[dict] = None
+
+
+class StepRunner:
+    """Builds a model and its optimizer wrapper and times training steps.
+
+    A step is ``model.train_step`` (data preprocessor, forward, loss,
+    backward, optimizer step) on a fixed batch of synthetic uint8 images.
+
+    Args:
+        spec (WorkerSpec): What to build.
+    """
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        from mmengine.logging import MMLogger
+        from mmengine.optim import build_optim_wrapper
+        from mmpretrain.registry import MODELS, TRANSFORMS
+
+        import noisemim  # noqa: F401  (registers noisemim's modules)
+        from . import models  # noqa: F401  (registers the baseline ViT)
+        MMLogger.get_instance('mmengine').setLevel(logging.WARNING)
+        if spec.threads > 0:
+            torch.set_num_threads(spec.threads)
+        self.spec = spec
+        self.device = torch.device(spec.device)
+        self.rss_before = psutil.Process().memory_info().rss
+        torch.manual_seed(spec.seed)
+        self.model = MODELS.build(spec.model)
+        self.model.init_weights()
+        self.model.to(self.device).train()
+        self.optim_wrapper = build_optim_wrapper(self.model,
+                                                 spec.optim_wrapper)
+        g = torch.Generator().manual_seed(spec.seed)
+        self.images = torch.randint(
+            0, 256, (spec.batch_size, 3, spec.img_size, spec.img_size),
+            generator=g, dtype=torch.uint8)
+        self.mask_generator = (TRANSFORMS.build(spec.mask_generator)
+                               if spec.mask_generator else None)
+        if self.device.type == 'cuda':
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def _batch(self) -> dict:
+        """The batch, with a fresh pipeline mask where the model needs one."""
+        from mmpretrain.structures import DataSample
+        samples = [DataSample() for _ in range(self.spec.batch_size)]
+        if self.mask_generator is not None:
+            for sample in samples:
+                mask = self.mask_generator(dict())['mask']
+                sample.set_field(torch.from_numpy(mask), 'mask')
+        return dict(inputs=self.images, data_samples=samples)
+
+    def _sync(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def step(self) -> float:
+        """Run one training step.
+
+        Returns:
+            float: Its wall time in seconds.
+        """
+        data = self._batch()
+        self._sync()
+        start = time.perf_counter()
+        self.model.train_step(data, self.optim_wrapper)
+        self._sync()
+        return time.perf_counter() - start
+
+    def memory(self) -> Dict[str, float]:
+        """Peak memory so far, in MiB.
+
+        Returns:
+            Dict[str, float]: ``peak``: CUDA ``max_memory_allocated``, or the
+            process's peak resident memory on CPU; ``model``: the part of it
+            the model, optimizer and steps added (on CPU, the peak minus the
+            resident memory after the imports).
+        """
+        mib = 2.**20
+        if self.device.type == 'cuda':
+            peak = torch.cuda.max_memory_allocated(self.device) / mib
+            return dict(peak=peak, model=peak)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return dict(peak=peak / mib, model=(peak - self.rss_before) / mib)
+
+    def flops(self) -> float:
+        """FLOPs of one training step, from ``torch.utils.flop_counter``.
+
+        Returns:
+            float: Matmul, convolution and attention FLOPs (forward and
+            backward) of a step.
+        """
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter:
+            self.step()
+        return float(counter.get_total_flops())
+
+    def shares(self, names: Sequence[str], steps: int = 1) -> Dict[str, float]:
+        """Share of profiled steps spent in ``record_function`` ranges.
+
+        Args:
+            names (Sequence[str]): The range names.
+            steps (int): Steps to profile. Defaults to 1.
+
+        Returns:
+            Dict[str, float]: See :func:`range_shares`.
+        """
+        from torch.profiler import ProfilerActivity, profile
+
+        from .profiling import range_shares
+        cuda = self.device.type == 'cuda'
+        activities = [ProfilerActivity.CPU]
+        if cuda:
+            activities.append(ProfilerActivity.CUDA)
+        with profile(activities=activities) as prof:
+            total = sum(self.step() for _ in range(steps))
+        return range_shares(prof.events(), names, total * 1e6, cuda)
+
+
+def _serve(conn, spec: WorkerSpec) -> None:
+    """The worker process: build, then run the parent's calls until 'stop'."""
+    try:
+        runner = StepRunner(spec)
+        conn.send(('ok', None))
+    except BaseException:  # report it to the parent, which raises
+        conn.send(('error', traceback.format_exc()))
+        return
+    while True:
+        method, args = conn.recv()
+        if method == 'stop':
+            return
+        try:
+            conn.send(('ok', getattr(runner, method)(*args)))
+        except BaseException:
+            conn.send(('error', traceback.format_exc()))
+
+
+class Worker:
+    """A :class:`StepRunner` in a spawned process, called over a pipe.
+
+    Args:
+        spec (WorkerSpec): What the process builds.
+    """
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.name = spec.name
+        ctx = mp.get_context('spawn')
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_serve, args=(child, spec), daemon=True)
+        self._process.start()
+        child.close()
+        self._result()  # wait for the build
+
+    def call(self, method: str, *args) -> Any:
+        """Call ``StepRunner.<method>(*args)`` in the process.
+
+        Args:
+            method (str): ``'step'``, ``'memory'``, ``'flops'`` or
+                ``'shares'``.
+            *args: Its arguments.
+
+        Returns:
+            Any: What it returned.
+        """
+        self._conn.send((method, args))
+        return self._result()
+
+    def _result(self) -> Any:
+        try:
+            status, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(
+                f'The benchmark process of {self.name} died (exit code '
+                f'{self._process.exitcode}); out of memory?') from None
+        if status == 'error':
+            raise RuntimeError(f'{self.name} failed:\n{value}')
+        return value
+
+    def close(self) -> None:
+        """Stop the process."""
+        if self._process.is_alive():
+            try:
+                self._conn.send(('stop', ()))
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout=30)
+            if self._process.is_alive():
+                self._process.terminate()
+        self._conn.close()
+
+    def __enter__(self) -> 'Worker':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
