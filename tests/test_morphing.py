@@ -117,7 +117,7 @@ def test_group_averages_equal_a_direct_computation():
 def test_merges_per_iteration_are_capped_at_half_the_remaining_groups():
     assert merge_counts(196, 1000, 5) == [98, 49, 24, 12, 6]
     assert merge_counts(196, 1000, 3, protect_first=True) == [97, 49, 24]
-    assert merge_counts(196, 14, 14) == [14] * 14
+    assert merge_counts(196, 14, 14) == [14] * 13 + [7]  # 14 left: cap 7
     assert merge_counts(5, 3, 4) == [2, 1, 1]
     assert merge_counts(1, 3, 4) == []
     tokens = _tokens(B=2, N=40)

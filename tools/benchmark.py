@@ -58,6 +58,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--json', help='also write the results here')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the NoiseMIM config')
+    parser.add_argument(
+        '--mae-neck', nargs='+', action=DictAction,
+        help="override MAE's decoder (default: mmpretrain's, 8 x 512-d), "
+        'e.g. decoder_embed_dim=32 decoder_depth=1 decoder_num_heads=2')
     args = parser.parse_args(argv)
     if args.amp != 'none' and args.device != 'cuda':
         parser.error('--amp needs --device cuda (mmengine AMP is CUDA-only)')
@@ -97,13 +101,23 @@ def time_side_by_side(workers: List[Worker], warmup: int,
     return times
 
 
-def morphing_cost() -> Optional[object]:
-    """``noisemim.models.morphing.benchmark_morphing()``, if it exists."""
+def morphing_cost(args: argparse.Namespace, num_tokens: int) -> Optional[dict]:
+    """DTM's token morphing per call, if ``benchmark_morphing`` exists.
+
+    Args:
+        args (argparse.Namespace): Batch, rounds and device.
+        num_tokens (int): Patch tokens per image.
+
+    Returns:
+        dict | None: ``benchmark_morphing``'s result, or None without it.
+    """
     try:
         from noisemim.models.morphing import benchmark_morphing
     except ImportError:
         return None
-    return benchmark_morphing()
+    return benchmark_morphing(
+        batch_size=args.batch_size, num_tokens=num_tokens,
+        repeats=args.repeats, warmup=args.warmup, device=args.device)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -115,7 +129,8 @@ def run(args: argparse.Namespace) -> dict:
     wrapper = optim_wrapper_cfg(cfg, args.amp)
     results = dict(config=args.config, batch_size=args.batch_size,
                    img_size=img_size, device=args.device, amp=args.amp,
-                   warmup=args.warmup, repeats=args.repeats, models={})
+                   warmup=args.warmup, repeats=args.repeats,
+                   mae_neck=args.mae_neck, models={})
     if args.device == 'cuda':
         results['device_name'] = torch.cuda.get_device_name()
     with ExitStack() as stack:
@@ -125,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
                     WorkerSpec(name, spec.model, wrapper, args.batch_size,
                                img_size, args.device, args.threads,
                                mask_generator=spec.mask_generator)))
-            for name, spec in benchmark_models(cfg).items()
+            for name, spec in benchmark_models(cfg, args.mae_neck).items()
         ]
         times = time_side_by_side(workers, args.warmup, args.repeats)
         for w in workers:
@@ -144,7 +159,8 @@ def run(args: argparse.Namespace) -> dict:
             cfg, args.pipeline_images)
         results['pipeline_workers'] = cfg.train_dataloader.get(
             'num_workers', 0)
-    results['morphing'] = morphing_cost()
+    patch = cfg.model.backbone.patch_size
+    results['morphing'] = morphing_cost(args, (img_size // patch)**2)
     return results
 
 
@@ -184,7 +200,7 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
     out.append(format_table(
         ['part of the NoiseMIM step (forward + backward)', 'share'],
         [{'part of the NoiseMIM step (forward + backward)': name,
-          'share': f'{share:.1%}'} for name, share in shares.items()]))
+          'share': f'{share:.2%}'} for name, share in shares.items()]))
     if 'pipeline_images_per_s' in results:
         rate = results['pipeline_images_per_s']
         workers = results['pipeline_workers']
@@ -201,9 +217,18 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
               'NoiseMIM training step (for comparison)',
               'images/s': f'{model_rate:.2f}'}]))
     morphing = results.get('morphing')
-    out.append('token morphing: ' + (
-        'noisemim.models.morphing.benchmark_morphing not available'
-        if morphing is None else str(morphing)))
+    if morphing is None:
+        out.append('token morphing: noisemim.models.morphing.'
+                   'benchmark_morphing is not available')
+    else:
+        ms = morphing['ms_per_call']
+        step_ms = models[NOISEMIM_NAME]['median'] * 1e3
+        out.append(format_table(
+            ['token morphing (DTM, per loss draw)', 'ms', 'vs NoiseMIM step'],
+            [{'token morphing (DTM, per loss draw)':
+              f"{morphing['batch_size']} x {morphing['num_tokens']} tokens x "
+              f"{morphing['channels']} ch (mean of {morphing['repeats']})",
+              'ms': f'{ms:.1f}', 'vs NoiseMIM step': f'{ms / step_ms:.1%}'}]))
     return '\n\n'.join(out)
 
 

@@ -79,11 +79,15 @@ def embed_dims_of(arch) -> int:
     return arch['embed_dims']
 
 
-def benchmark_models(cfg: Config) -> Dict[str, ModelSpec]:
+def benchmark_models(cfg: Config,
+                     mae_neck: Optional[dict] = None) -> Dict[str, ModelSpec]:
     """NoiseMIM, SimMIM-style and MAE models at the NoiseMIM config's encoder.
 
     Args:
         cfg (Config): A NoiseMIM pre-training config.
+        mae_neck (dict, optional): Overrides of MAE's decoder
+            (``MAEPretrainDecoder``), e.g. a smaller one for a tiny encoder.
+            By default it is mmpretrain's (8 blocks, 512-d).
 
     Returns:
         Dict[str, ModelSpec]: Keyed by :data:`NOISEMIM_NAME`,
@@ -121,6 +125,7 @@ def benchmark_models(cfg: Config) -> Dict[str, ModelSpec]:
     mae['backbone'].update(copy.deepcopy(encoder))
     mae['neck'].update(
         patch_size=p, embed_dim=dims, num_patches=(img // p)**2)
+    mae['neck'].update(mae_neck or {})
     mae['head'].update(patch_size=p)
 
     preprocessor = cfg.get('data_preprocessor')

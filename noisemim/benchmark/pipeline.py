@@ -8,6 +8,7 @@ import time
 
 from mmengine.config import Config
 from mmengine.dataset import default_collate
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import DATASETS
 
 
@@ -25,8 +26,10 @@ def pipeline_throughput(cfg: Config, num_images: int = 64,
         runs ``num_workers`` of them in parallel).
     """
     pipeline = cfg.train_dataloader.dataset.pipeline
-    dataset = DATASETS.build(
-        dict(type='EmbeddedPhotos', repeat=1, pipeline=pipeline))
+    scope = cfg.get('default_scope', 'mmpretrain')
+    with DefaultScope.overwrite_default_scope(scope):
+        dataset = DATASETS.build(
+            dict(type='EmbeddedPhotos', repeat=1, pipeline=pipeline))
     dataset[0]  # warm-up: imports, first decode
     start = time.perf_counter()
     for first in range(0, num_images, batch_size):

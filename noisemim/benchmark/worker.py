@@ -191,7 +191,13 @@ class Worker:
             target=_serve, args=(child, spec), daemon=True)
         self._process.start()
         child.close()
-        self._result()  # wait for the build
+        self._built = False
+
+    def wait_built(self) -> None:
+        """Wait until the process has built its model (raises if it failed)."""
+        if not self._built:
+            self._result()
+            self._built = True
 
     def call(self, method: str, *args) -> Any:
         """Call ``StepRunner.<method>(*args)`` in the process.
@@ -204,6 +210,7 @@ class Worker:
         Returns:
             Any: What it returned.
         """
+        self.wait_built()
         self._conn.send((method, args))
         return self._result()
 

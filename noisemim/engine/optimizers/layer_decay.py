@@ -77,10 +77,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - ``no_decay_names`` (Sequence[str]): Parameters whose last name is one
       of these get no weight decay. Defaults to :data:`NO_DECAY_NAMES`
       (class/mask/distillation tokens, position embeddings).
-    - ``custom_keys`` (dict): ``{substring: dict(lr_mult=..., decay_mult=...)}``
-      for parameters whose full name contains the substring (the longest
-      matching key wins). ``lr_mult`` multiplies the layer-decayed lr;
-      ``decay_mult`` replaces the rules above.
+    - ``custom_keys`` (dict): ``{substring: dict(lr_mult=...,
+      decay_mult=...)}`` for parameters whose full name contains the
+      substring (the longest matching key wins). ``lr_mult`` multiplies
+      the layer-decayed lr; ``decay_mult`` replaces the rules above.
 
     Example::
 
