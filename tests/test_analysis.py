@@ -241,6 +241,19 @@ def test_noisemim_reconstruction_with_perfect_heads(build_model):
     assert torch.equal(reconstruct(model, x, seed=3).mask, rec.mask)
 
 
+def test_subclasses_need_their_own_reconstruction_view(build_model):
+    from noisemim.models.algorithms.noisemim import NoiseMIM
+
+    class OtherTargets(NoiseMIM):  # e.g. a head that predicts features
+        pass
+
+    model = build_model(tiny_noisemim())
+    model.__class__ = OtherTargets
+    with pytest.raises(TypeError, match='OtherTargets.*supported: MAE, '
+                       'NoiseMIM.*register_reconstructor'):
+        reconstruct(model, torch.randn(1, 3, 32, 32))
+
+
 def test_mae_reconstruction_with_perfect_decoder(mae_model):
     model = copy.deepcopy(mae_model)
     x = torch.randn(2, 3, 64, 64)

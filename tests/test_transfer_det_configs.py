@@ -41,7 +41,7 @@ def test_config_builds_and_loads_vit_b(config, vit_b_pretrain_checkpoint):
         'LayerNorm2d'
     backbone.init_weights()
 
-    ckpt = torch.load(vit_b_pretrain_checkpoint)['state_dict']
+    ckpt = torch.load(vit_b_pretrain_checkpoint, mmap=True)['state_dict']
     state = backbone.state_dict()
     assert [k for k in state if f'backbone.{k}' not in ckpt] == []
     # 224 px (1 + 14 x 14) -> 1024 px (64 x 64, no class token)
@@ -57,9 +57,11 @@ def test_config_builds_and_loads_vit_b(config, vit_b_pretrain_checkpoint):
     # layer-wise lr decay 0.7 from the backbone's depths; AdamW wd 0.1
     cfg.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU
     groups = build_optim_wrapper(model, cfg.optim_wrapper).param_groups
-    names = {id(p): n for n, p in model.named_parameters()}
-    lr = {names[id(p)]: g['lr'] for g in groups for p in g['params']}
-    wd = {names[id(p)]: g['weight_decay'] for g in groups for p in g['params']}
+    named = {id(p): n for n, p in model.named_parameters()}
+    groups = [(named[id(g['params'][0])], g) for g in groups
+              if id(g['params'][0]) in named]  # not mmengine's base group
+    lr = {name: g['lr'] for name, g in groups}
+    wd = {name: g['weight_decay'] for name, g in groups}
     assert lr['backbone.layers.11.attn.qkv.weight'] == pytest.approx(0.7e-4)
     assert lr['backbone.layers.0.attn.qkv.weight'] == pytest.approx(
         1e-4 * 0.7**12)
@@ -69,5 +71,5 @@ def test_config_builds_and_loads_vit_b(config, vit_b_pretrain_checkpoint):
     assert lr['roi_head.mask_head.convs.0.conv.weight'] == 1e-4
     assert wd['backbone.layers.0.attn.qkv.weight'] == 0.1
     assert wd['backbone.pos_embed'] == wd['backbone.layers.0.ln1.weight'] \
-        == wd['neck.lateral_convs.0.norm.weight'] == 0.
+        == wd['neck.lateral_convs.0.ln.weight'] == 0.
     assert 'backbone.mask_token' not in lr  # frozen: pre-training only

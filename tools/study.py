@@ -30,6 +30,7 @@ from mmengine.runner import Runner, set_random_seed
 from tqdm import tqdm
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
+from noisemim.study.fast_config import FormattedOnceConfig
 from noisemim.study import (extract_features, load_digit_images,
                             plot_summaries, probe_features, set_budget,
                             summarize, write_markdown)
@@ -114,7 +115,7 @@ def pretrain(cfg: Config, cell: str, seed: int, iters: int,
     cfg.work_dir = osp.join(work_dir, 'runs', cell, f'seed{seed}')
     cfg.experiment_name = f'{cell}_seed{seed}'
     cfg.launcher = 'none'
-    runner = Runner.from_cfg(cfg)
+    runner = Runner.from_cfg(FormattedOnceConfig.freeze(cfg))
     start = time.time()
     runner.train()
     seconds = time.time() - start

@@ -10,7 +10,7 @@ from .head_diversity import (HeadDiversity, head_kl_matrix,
 from .images import image_batches, image_paths, input_size, to_display
 from .probes import EncoderProbe, attention_logits, probe_encoder, vit_encoder
 from .reconstruction import (Reconstruction, denormalize_patches,
-                             paste_patches, reconstruct,
+                             paste_patches, reconstruct, reconstructor_for,
                              register_reconstructor)
 from .spectrum import (SpectrumMeter, diagonal_log_amplitude,
                        measure_feature_spectrum, relative_log_amplitude,
@@ -23,6 +23,6 @@ __all__ = [
     'head_kl_matrix', 'image_batches', 'image_paths', 'input_size',
     'load_model', 'measure_feature_spectrum', 'measure_head_diversity',
     'paste_patches', 'per_head_kl', 'probe_encoder', 'reconstruct',
-    'register_reconstructor', 'relative_log_amplitude', 'to_display',
-    'tokens_to_feature_map', 'vit_encoder'
+    'reconstructor_for', 'register_reconstructor', 'relative_log_amplitude',
+    'to_display', 'tokens_to_feature_map', 'vit_encoder'
 ]

@@ -228,4 +228,4 @@ def plot_reconstructions(rows: List[Tuple[str, Dict[str,
             if r == 0:
                 ax.set_title(name, fontsize=8)
         axes[r][0].set_ylabel(title, fontsize=7)
-    return _save(fig, path)
+    return _save(fig, path, dpi=80)  # photographs: keep the PNG small

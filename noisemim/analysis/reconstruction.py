@@ -9,8 +9,8 @@ and standard deviation, as MAE's visualisation does.
 
 Reconstructors exist for :class:`~noisemim.models.NoiseMIM` (with
 ``noise_ratio=0`` it is the SimMIM-style ViT; mmpretrain has SimMIM only for
-Swin) and mmpretrain's ``MAE``. Other models add theirs with
-:func:`register_reconstructor`.
+Swin) and mmpretrain's ``MAE``. Other models (subclasses included) add theirs
+with :func:`register_reconstructor`.
 """
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
@@ -109,7 +109,7 @@ def register_reconstructor(model_type: type):
     """Register ``fn(model, inputs, seed) -> Reconstruction`` for a class.
 
     Args:
-        model_type (type): The model class (subclasses use it too).
+        model_type (type): The model class (exactly; not its subclasses).
 
     Returns:
         Callable: The decorator.
@@ -120,6 +120,27 @@ def register_reconstructor(model_type: type):
         return fn
 
     return register
+
+
+def reconstructor_for(model: nn.Module) -> Reconstructor:
+    """The reconstructor registered for the model's exact class.
+
+    Subclasses are not matched: a subclass usually changes what its heads
+    predict (DiffMAE and MaskDiT subclass MAE, NoiseMIMDTM subclasses
+    NoiseMIM), so it must register its own view.
+
+    Args:
+        model (nn.Module): The model.
+
+    Returns:
+        Reconstructor: ``fn(model, inputs, seed) -> Reconstruction``.
+    """
+    if type(model) in RECONSTRUCTORS:
+        return RECONSTRUCTORS[type(model)]
+    supported = ', '.join(sorted(c.__name__ for c in RECONSTRUCTORS))
+    raise TypeError(f'no reconstruction view for {type(model).__name__}; '
+                    f'supported: {supported} (add one with '
+                    'noisemim.analysis.register_reconstructor)')
 
 
 @torch.no_grad()
@@ -136,12 +157,7 @@ def reconstruct(model: nn.Module,
     Returns:
         Reconstruction: The corrupted input and the reconstructions.
     """
-    for cls in type(model).__mro__:
-        if cls in RECONSTRUCTORS:
-            return RECONSTRUCTORS[cls](model, inputs, seed)
-    supported = ', '.join(sorted(c.__name__ for c in RECONSTRUCTORS))
-    raise TypeError(f'no reconstruction view for {type(model).__name__}; '
-                    f'supported: {supported}')
+    return reconstructor_for(model)(model, inputs, seed)
 
 
 @register_reconstructor(NoiseMIM)

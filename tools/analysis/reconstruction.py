@@ -19,7 +19,7 @@ import argparse
 import os.path as osp
 
 from noisemim.analysis import (image_batches, image_paths, reconstruct,
-                               to_display)
+                               reconstructor_for, to_display)
 from noisemim.analysis.cli import (add_image_args, add_model_args, load_models,
                                    output_path, write_json)
 from noisemim.analysis.plots import corrupted_view, plot_reconstructions
@@ -40,8 +40,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     paths = image_paths(args.images, args.num_images)
+    models = load_models(args)
+    for _, model in models:
+        reconstructor_for(model)  # fail before any work if one is missing
     rows, numbers = [], {}
-    for label, model in load_models(args):
+    for label, model in models:
         numbers[label] = {}
         names = iter(paths)
         batches = image_batches(model, paths, args.batch_size, label)
