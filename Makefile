@@ -3,6 +3,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export NOISEMIM_VENV := $(abspath $(VENV))
+# The tools (and tools/dist_train.sh's `python`) run in the project environment.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: env demo test benchmark lint clean
 
@@ -12,8 +14,9 @@ env:
 demo: env
 	$(PY) tools/train.py configs/pretrain/noisemim_vit-tiny_demo.py --work-dir work_dirs/demo
 
+# Two test processes, one thread each: the CPU is not oversubscribed.
 test: env
-	$(PY) -m pytest tests
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 
 lint: env
 	$(PY) -m flake8 noisemim tools tests configs

@@ -249,8 +249,10 @@ def test_subclasses_need_their_own_reconstruction_view(build_model):
 
     model = build_model(tiny_noisemim())
     model.__class__ = OtherTargets
-    with pytest.raises(TypeError, match='OtherTargets.*supported: MAE, '
-                       'NoiseMIM.*register_reconstructor'):
+    with pytest.raises(
+            TypeError,
+            match='OtherTargets.*supported: MAE, '
+            'NoiseMIM.*register_reconstructor'):
         reconstruct(model, torch.randn(1, 3, 32, 32))
 
 

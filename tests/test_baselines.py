@@ -108,7 +108,7 @@ def zero_predictor(model) -> None:
 
 
 def mask_for_seed(model, images, seed: int) -> torch.Tensor:
-    """The MAE mask that ``model.backbone`` draws after ``manual_seed(seed)``."""
+    """The MAE mask ``model.backbone`` draws after ``manual_seed(seed)``."""
     torch.manual_seed(seed)
     if type(model.backbone).__name__ == 'MaskDiTViT':
         return model.backbone(images, t=torch.zeros(images.shape[0]))[1]

@@ -1,4 +1,4 @@
-"""Every cell of the study grid builds from its config file and trains a step."""
+"""Every cell of the study grid builds from its config and trains a step."""
 import glob
 import os.path as osp
 import re

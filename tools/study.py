@@ -30,16 +30,16 @@ from mmengine.runner import Runner, set_random_seed
 from tqdm import tqdm
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
-from noisemim.study.fast_config import FormattedOnceConfig
-from noisemim.study import (extract_features, load_digit_images,
-                            plot_summaries, probe_features, set_budget,
-                            summarize, write_markdown)
+from noisemim.study import (FormattedOnceConfig, extract_features,
+                            load_digit_images, plot_summaries, probe_features,
+                            set_budget, summarize, write_markdown)
 
 STUDY_DIR = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'pretrain',
     'study')
 DEFAULT_CELLS = ('maskonly_decoder', 'maskonly_encoder',
-                 'conjunctive_encoder_feature_l2', 'substitutive_decoder_pixel')
+                 'conjunctive_encoder_feature_l2',
+                 'substitutive_decoder_pixel')
 RANDOM_INIT = 'random_init'
 
 
@@ -194,9 +194,10 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
 
     command = 'python tools/study.py ' + ' '.join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    where = machine()
     header = (
         f'Command: `{command}`\n\n'
-        f'Machine: {machine()}. Total wall time {wall / 60:.1f} min.\n\n'
+        f'Machine: {where}. Total wall time {wall / 60:.1f} min.\n\n'
         f'Pre-training: {args.iters} iterations on scikit-image\'s '
         f'photographs per run; seeds {args.seeds}. Probe: {len(labels)} '
         f'digits at {img_size} px, stratified 50/50 split per seed, cosine '
@@ -209,7 +210,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         f'{args.iters} iterations, seeds {args.seeds}, '
         f'{len(labels)} digits (mean ± std over seeds)')
     with open(osp.join(args.work_dir, 'study.json'), 'w') as f:
-        json.dump(dict(command=command, machine=machine(), wall_s=wall,
+        json.dump(dict(command=command, machine=where, wall_s=wall,
                        runs=runs), f, indent=1)
     print(md)
     return runs

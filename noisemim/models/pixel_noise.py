@@ -78,7 +78,8 @@ def draw_pixel_noise(batch_size: int,
     return PixelNoise(t=t, alpha_bar=cosine_alpha_bar(t), eps=eps)
 
 
-def noise_patches(images: Tensor, patch_size: int, noise: PixelNoise) -> Tensor:
+def noise_patches(images: Tensor, patch_size: int,
+                  noise: PixelNoise) -> Tensor:
     """Noise every patch: ``sqrt(ab) * x + sqrt(1 - ab) * rms(x) * eps``.
 
     Args:

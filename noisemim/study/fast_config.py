@@ -1,4 +1,4 @@
-"""A Config that formats its text once: mmengine's Runner formats it 4 times."""
+"""A Config that formats its text once (mmengine's Runner does it 4 times)."""
 from mmengine.config import Config
 
 

@@ -1,10 +1,11 @@
-"""MaskDiT-style pre-training (our reimplementation): decoder-style, conjunctive.
+"""MaskDiT-style pre-training (our reimplementation): decoder-style,
+conjunctive, pixel noise.
 
 The whole image is noised at a level ``t``, then masked MAE-style; the encoder
 (:class:`MaskDiTViT`, with an embedding of ``t``) sees the visible noised
 patches, and MAE's decoder restores clean pixels everywhere::
 
-    x_t          = sqrt(ab(t)) * x + sqrt(1 - ab(t)) * rms(x) * eps   (all patches)
+    x_t          = sqrt(ab(t)) * x + sqrt(1 - ab(t)) * rms(x) * eps  (all)
     pred         = MAEPretrainDecoder(MaskDiTViT(visible patches of x_t, t))
     L_mim        = || pred_M - target(x_M) ||^2      (masked: reconstruction)
     L_denoise    = || pred_V - target(x_V) ||^2      (visible: denoising)

@@ -1,10 +1,10 @@
-"""Encoder-style *substitutive* corruption: the masked tokens are noised, not masked.
+"""Encoder-style *substitutive* corruption: masked tokens are noised instead.
 
-The encoder-style, substitutive cell of the study. The mask ``M`` is drawn as in
-NoiseMIM, but instead of the mask token the tokens of ``M`` get noise, at the
-input of block ``noise_layer`` (or in pixels), and one head restores their clean
-pixels. Masked and noised tokens never coexist (``S = M``), so there is no
-second task to disentangle and no disruption loss.
+The encoder-style, substitutive cell of the study. The mask ``M`` is drawn as
+in NoiseMIM, but instead of the mask token the tokens of ``M`` get noise, at
+the input of block ``noise_layer`` (or in pixels), and one head restores their
+clean pixels. Masked and noised tokens never coexist (``S = M``), so there is
+no second task to disentangle and no disruption loss.
 """
 from typing import Dict, List, Optional, Tuple, Union
 

@@ -1,4 +1,5 @@
-"""The MaskDiT-style encoder: MAE's ViT with an embedding of the noise level."""
+"""The MaskDiT-style encoder: MAE's ViT with an embedding of the noise level.
+"""
 from typing import Optional, Tuple, Union
 
 import torch
@@ -55,8 +56,8 @@ class MaskDiTViT(MAEViT):
         B = x.shape[0]
         x = self.patch_embed(x)[0] + self.pos_embed[:, 1:, :]
         x, mask, ids_restore = self.random_masking(x, self.mask_ratio)
-        cls_token = (self.cls_token + self.pos_embed[:, :1, :]).expand(B, -1, -1)
-        x = torch.cat((cls_token, x), dim=1)
+        cls_token = self.cls_token + self.pos_embed[:, :1, :]
+        x = torch.cat((cls_token.expand(B, -1, -1), x), dim=1)
         x = x + self.embed_time(t).to(x.dtype)[:, None]
         for layer in self.layers:
             x = layer(x)
