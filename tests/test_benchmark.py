@@ -75,3 +75,27 @@ def test_range_shares_count_forward_and_backward():
     forward = sum(e.cpu_time_total for e in events if e.name == 'inside')
     assert share['absent'] == 0
     assert forward / total < share['inside'] < 1  # + its backward nodes
+
+
+def test_fused_disruption_mass_has_the_explicit_gradient():
+    """The speed change (fused attention rows) keeps the loss's gradient."""
+    import torch
+
+    from noisemim.models.losses.disruption import cross_corruption_mass
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 3, 9, 8, generator=g, requires_grad=True)
+    k = torch.randn(2, 3, 9, 8, generator=g, requires_grad=True)
+    M = torch.tensor([[1, 2, 5], [2, 3, 8]])
+    S = torch.tensor([[3, 6], [1, 6]])
+    weights = torch.randn(2, 3, generator=g)
+    fused = torch.autograd.grad((cross_corruption_mass(q, k, M, S) *
+                                 weights).sum(), (q, k))
+
+    A = (q @ k.transpose(-2, -1) * 8**-0.5).softmax(-1)
+    is_m = torch.zeros(2, 9).scatter_(1, M, 1.)
+    is_s = torch.zeros(2, 9).scatter_(1, S, 1.)
+    c = (torch.einsum('bhij,bi,bj->bh', A, is_m, is_s) / 3 +
+         torch.einsum('bhij,bi,bj->bh', A, is_s, is_m) / 2)
+    explicit = torch.autograd.grad((c * weights).sum(), (q, k))
+    for a, b in zip(fused, explicit):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
