@@ -120,6 +120,22 @@ def test_init_weights_keeps_the_teacher_file(teacher_file):
         assert torch.equal(state[key], value), key
 
 
+def test_student_transfers_without_the_teacher(build_model, teacher_file,
+                                               tmp_path):
+    model = build_model(tiny_dtm(teacher_file))
+    path = str(tmp_path / 'dtm.pth')
+    torch.save(dict(meta=dict(iter=1), state_dict=model.state_dict()), path)
+    downstream = build_model(tiny_backbone(
+        noise_ratio=0.,
+        init_cfg=dict(type='StrictPretrained', checkpoint=path,
+                      prefix='backbone.')))
+    for key, value in model.backbone.state_dict().items():
+        assert torch.equal(downstream.state_dict()[key], value), key
+    report = downstream.pretrained_report
+    assert not [k for k in report.loaded if 'teacher' in k]
+    assert any(k.startswith('teacher.') for k in report.outside_prefix)
+
+
 def test_missing_teacher_file_names_it_and_the_converter(tmp_path):
     missing = str(tmp_path / 'teachers' / 'clip.pth')
     with pytest.raises(FileNotFoundError) as err:

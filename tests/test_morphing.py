@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.logging import MessageHub
 
-from noisemim.models.morphing import (DynamicTokenMorphing, MorphingDraw,
+from noisemim.models.morphing import (DynamicTokenMorphing,
                                       benchmark_morphing, group_mean,
                                       merge_counts, morph, morph_average)
 

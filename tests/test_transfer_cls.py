@@ -127,8 +127,9 @@ def test_missing_backbone_key_fails_loudly(tiny_pretrain_checkpoint,
     # a wrong prefix loads nothing: also an error, not a log line
     model = MODELS.build(
         tiny_classifier(tiny_pretrain_checkpoint, prefix='encoder.'))
-    with pytest.raises(RuntimeError,
-                       match="(?s)54 key.*patch_embed.*starts with 'encoder.'"):
+    with pytest.raises(
+            RuntimeError,
+            match="(?s)54 key.*patch_embed.*starts with 'encoder.'"):
         model.init_weights()
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         MODELS.build(tiny_classifier(str(tmp_path / 'nope.pth'))) \
@@ -199,8 +200,11 @@ default_hooks = dict(logger=dict(interval=1))
 
 
 def run_tool(*args) -> str:
-    run = subprocess.run([sys.executable, *args], cwd=ROOT, timeout=600,
-                         capture_output=True, text=True)
+    """Run a tool; one thread (a tiny model, and no oversubscription when
+    tests run in parallel)."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    run = subprocess.run([sys.executable, *args], cwd=ROOT, env=env,
+                         timeout=600, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     return run.stdout + run.stderr
 

@@ -247,7 +247,7 @@ def test_dist_train_two_cpu_processes(tmp_path, coco_root,
     run = _run(['bash', 'tools/dist_train.sh', config, '2', '--work-dir',
                 work_dir], env=env)
     log = run.stdout + run.stderr
-    assert 'Distributed training: True' in log
+    assert 'Distributed training: True' in log and 'GPU number: 2' in log
     records = _losses(work_dir)
     assert len(records) == iters and all(
         np.isfinite(r['loss']) for r in records)

@@ -3,7 +3,8 @@
 # 2048), 90 epochs (10 warm-up). Features: the average of the final
 # normalised patch tokens (our choice: NoiseMIM trains no class-token
 # objective), followed by a frozen, identity ln2 (new key).
-#   bash tools/dist_train.sh configs/classification/noisemim_vit-b-p16_8xb2048-linear-coslr-90e_in1k.py 8 \
+#   bash tools/dist_train.sh \
+#       configs/classification/noisemim_vit-b-p16_8xb2048-linear-coslr-90e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PRETRAIN.pth
 _base_ = [
     'mmpretrain::_base_/datasets/imagenet_bs32_pil_resize.py',

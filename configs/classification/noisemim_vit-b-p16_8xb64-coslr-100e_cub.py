@@ -1,6 +1,8 @@
 # Fine-tune NoiseMIM ViT-B/16 on CUB-200-2011 (200 classes).
-# Data (CUB): data/CUB_200_2011/{images/,images.txt,image_class_labels.txt,train_test_split.txt}
-#   bash tools/dist_train.sh configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_cub.py 8 \
+# Data: data/CUB_200_2011/: images/, images.txt, image_class_labels.txt,
+#   train_test_split.txt (mmpretrain CUB)
+#   bash tools/dist_train.sh \
+#       configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_cub.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PRETRAIN.pth
 _base_ = ['./_base_/finegrained_vit-b-p16_8xb64-coslr-100e.py']
 data_preprocessor = dict(num_classes=200)

@@ -1,6 +1,8 @@
-# Fine-tune NoiseMIM ViT-B/16 on FGVC-Aircraft (variants) (100 classes).
-# Data (FGVCAircraft): data/fgvc-aircraft-2013b/data/{images/,images_variant_{trainval,test}.txt,variants.txt}
-#   bash tools/dist_train.sh configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_fgvc-aircraft.py 8 \
+# Fine-tune NoiseMIM ViT-B/16 on FGVC-Aircraft (100 variants).
+# Data: data/fgvc-aircraft-2013b/data/: images/, variants.txt,
+#   images_variant_{trainval,test}.txt (mmpretrain FGVCAircraft)
+#   bash tools/dist_train.sh \
+#       configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_fgvc-aircraft.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PRETRAIN.pth
 _base_ = ['./_base_/finegrained_vit-b-p16_8xb64-coslr-100e.py']
 data_preprocessor = dict(num_classes=100)

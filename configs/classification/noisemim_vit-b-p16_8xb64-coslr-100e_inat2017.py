@@ -1,6 +1,8 @@
 # Fine-tune NoiseMIM ViT-B/16 on iNaturalist 2017 (5089 classes).
-# Data (INaturalist): data/inat2017/{train2017.json,val2017.json,train_val_images/}
-#   bash tools/dist_train.sh configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_inat2017.py 8 \
+# Data: data/inat2017/: train2017.json, val2017.json, train_val_images/
+#   (INaturalist, the official JSON)
+#   bash tools/dist_train.sh \
+#       configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_inat2017.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PRETRAIN.pth
 _base_ = ['./_base_/finegrained_vit-b-p16_8xb64-coslr-100e.py']
 data_preprocessor = dict(num_classes=5089)

@@ -1,6 +1,8 @@
 # Fine-tune NoiseMIM ViT-B/16 on NABirds (555 classes).
-# Data (NABirds): data/nabirds/{images/,images.txt,image_class_labels.txt,train_test_split.txt,classes.txt}
-#   bash tools/dist_train.sh configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_nabirds.py 8 \
+# Data: data/nabirds/: images/, images.txt, image_class_labels.txt,
+#   train_test_split.txt, classes.txt (NABirds, the official release)
+#   bash tools/dist_train.sh \
+#       configs/classification/noisemim_vit-b-p16_8xb64-coslr-100e_nabirds.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PRETRAIN.pth
 _base_ = ['./_base_/finegrained_vit-b-p16_8xb64-coslr-100e.py']
 data_preprocessor = dict(num_classes=555)

@@ -77,7 +77,7 @@ class INaturalist(BaseDataset):
         index = {c['id']: i for i, c in enumerate(categories)}
         if self._metainfo.get('classes') is None:
             self._metainfo['classes'] = tuple(
-                str(c['name']) for c in categories)
+                str(c.get('name', c['id'])) for c in categories)
         label_of = {}
         for ann in data['annotations']:
             if ann['category_id'] not in index:

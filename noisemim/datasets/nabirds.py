@@ -71,8 +71,8 @@ class NABirds(BaseDataset):
             if not osp.isfile(osp.join(data_root, name)):
                 raise FileNotFoundError(
                     f'NABirds: {osp.join(data_root, name)!r} does not exist; '
-                    f'data_root must hold the official release ({", ".join(FILES)} '
-                    'and images/).')
+                    'data_root must hold the official release '
+                    f'({", ".join(FILES)} and images/).')
         self.split = split
         kwargs.setdefault('test_mode', split == 'test')
         super().__init__(

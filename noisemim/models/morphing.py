@@ -73,7 +73,8 @@ def bipartite_soft_matching(metric: Tensor,
     """One iteration of ToMe's matching: which ``A`` groups merge where.
 
     Args:
-        metric (Tensor): ``(B, G, C)`` group features (their mean tokens).
+        metric (Tensor): ``(B, G, C)`` group features (their mean or summed
+            tokens: only their directions matter).
         r (int): Groups of ``A`` to merge, at most ``|A|`` (minus the
             protected one).
         protect_first (bool): Group 0 never merges (ToMe's ``class_token``).
@@ -170,8 +171,8 @@ def morph(tokens: Tensor,
     state = F.pad(tokens.detach().float(), (0, 1), value=1.)
     group = torch.arange(N, device=tokens.device).expand(B, N)
     for merged in counts:
-        means = state[..., :C] / state[..., C:]
-        match = bipartite_soft_matching(means, merged, protect_first)
+        # A group's sum has its mean's direction: same cosine similarity.
+        match = bipartite_soft_matching(state[..., :C], merged, protect_first)
         group = _new_group_index(state.shape[1], *match).gather(1, group)
         state = _merge_sums(state, *match)
     source = F.one_hot(group, state.shape[1]).transpose(1, 2)

@@ -1,9 +1,10 @@
-"""Load pre-trained backbone weights strictly: a missing backbone key is an error.
+"""Load pre-trained backbone weights strictly: a missing key is an error.
 
 mmengine's ``Pretrained`` initializer loads with ``strict=False`` and only logs
 what did not match, so a wrong prefix or a renamed parameter silently leaves a
-backbone at its random initialisation. :class:`StrictPretrained` is the
-drop-in replacement used by every transfer config of this project::
+backbone at its random initialisation. :class:`StrictPretrainedInit`
+(config name ``'StrictPretrained'``) is the drop-in replacement used by every
+transfer config of this project::
 
     backbone=dict(
         type='NoiseMIMViT', ...,
@@ -12,7 +13,8 @@ drop-in replacement used by every transfer config of this project::
 
 It accepts a NoiseMIM pre-training checkpoint (keys ``backbone.*``,
 ``mim_head.*``, ...) as well as a published backbone-only file, with or
-without the ``backbone.`` prefix (``tools/model_converters/publish.py``).
+without the ``backbone.`` prefix
+(``tools/model_converters/publish_checkpoint.py``).
 It is registered in mmengine's root ``WEIGHT_INITIALIZERS``, so mmpretrain,
 mmdet and mmseg configs all find it.
 """
@@ -33,7 +35,7 @@ PRETRAIN_ONLY_KEYS = ('mask_token', 'time_embed.*')
 
 
 class LoadReport(NamedTuple):
-    """What :class:`StrictPretrained` did with a checkpoint.
+    """What :class:`StrictPretrainedInit` did with a checkpoint.
 
     Attributes:
         loaded (List[str]): Module keys set from the checkpoint.
@@ -256,10 +258,15 @@ class StrictPretrainedInit:
             f'StrictPretrained: loaded {len(report.loaded)} keys of {name} '
             f'from {self.checkpoint} (prefix {self.prefix!r}); 0 missing.',
             logger='current')
-        for what, keys in (
-            ('kept the initialisation of downstream-only keys', report.new),
+        absent = [k for k in report.new if matches_any(k, PRETRAIN_ONLY_KEYS)]
+        groups = (
+            ('kept the initialisation of downstream-only keys',
+             [k for k in report.new if k not in absent]),
+            ('pre-training-only keys not in the checkpoint, left as '
+             'initialised', absent),
             ('dropped pre-training-only keys', report.pretrain_only),
-            ('dropped keys outside the prefix', report.outside_prefix)):
+            ('dropped keys outside the prefix', report.outside_prefix))
+        for what, keys in groups:
             if keys:
                 print_log(f'StrictPretrained: {what}: {_short(keys)}',
                           logger='current')

@@ -2,9 +2,12 @@
 
 A teacher maps normalised images ``(B, 3, H, W)`` to patch tokens
 ``(B, N, C)`` (the class token dropped). It never trains: no parameter needs
-a gradient (so mmengine's optimizer constructor skips them all), it stays in
-eval mode whatever ``train()`` is asked, and ``init_weights()`` reloads its
-file, so an algorithm's ``init_cfg`` cannot overwrite it. Nothing is ever
+a gradient (mmengine's optimizer constructor leaves them out under a
+``paramwise_cfg``, which every pre-training config here has; without one they
+would sit in the optimizer and never get a gradient), it runs under
+``no_grad``, it stays in eval mode whatever ``train()`` is asked, and
+``init_weights()`` reloads its file, so an algorithm's ``init_cfg`` cannot
+overwrite it. Nothing is ever
 downloaded: the weights come from ``checkpoint``, a local file, loaded by
 mmengine's ``load_checkpoint`` (strict, with torch's safe ``weights_only``
 loading).

@@ -17,7 +17,7 @@ from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..backbones.noisemim_vit import (NOISE_LAYER_PIXEL, EncoderOutput,
-                                       NoiseMIMViT)
+                                      NoiseMIMViT)
 from ..corruption import Corruption
 from ..patches import patchify
 

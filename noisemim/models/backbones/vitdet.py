@@ -24,6 +24,7 @@ from .noisemim_vit import NoiseMIMViT
 
 
 def _is_square(n: int) -> bool:
+    """Whether ``n`` is the number of tokens of a square grid."""
     return n > 0 and math.isqrt(n)**2 == n
 
 
@@ -172,6 +173,10 @@ class NoiseMIMViTDet(NoiseMIMViT):
         size; from 224 px (``1 + 14 * 14``) to 1024 px without a class token
         it fails. A length ``1 + n * n`` (not itself a square) is a grid with
         a class token in front.
+
+        Args:
+            state_dict (dict): The weights being loaded (changed in place).
+            prefix (str): This module's prefix in ``state_dict``.
         """
         name = prefix + 'pos_embed'
         if not self.with_cls_token and name in state_dict:
