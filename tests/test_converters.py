@@ -112,8 +112,8 @@ def test_timm_export_of_vit_b_loads_strictly_into_vit_base_patch16_224(
     out = str(tmp_path / 'timm_b.pth')
     to_timm.main([vit_b_pretrain_checkpoint, out,
                   '--check-model', 'vit_base_patch16_224'])
-    out = capsys.readouterr().out
-    assert 'loads strictly into vit_base_patch16_224' in out
+    printed = capsys.readouterr().out
+    assert 'loads strictly into vit_base_patch16_224' in printed
     assert len(torch.load(out)) == 150  # every tensor of timm's ViT-B
 
 

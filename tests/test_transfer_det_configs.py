@@ -24,12 +24,21 @@ def test_detection_configs_are_there():
     assert 'mask-rcnn_noisemim-vit-b_simplefpn_lsj-25e_coco.py' in names
 
 
-@pytest.mark.parametrize('config', CONFIGS, ids=osp.basename)
-def test_config_builds_and_loads_vit_b(config, vit_b_pretrain_checkpoint):
+def test_every_config_builds_and_loads_vit_b(vit_b_pretrain_checkpoint):
+    # one test for all configs: under xdist, one worker makes the checkpoint
+    ckpt = torch.load(vit_b_pretrain_checkpoint, mmap=True)['state_dict']
+    for config in CONFIGS:
+        check_config(config, vit_b_pretrain_checkpoint, ckpt)
+
+
+def check_config(config: str, checkpoint: str, ckpt: dict) -> None:
+    """Build a detection config with ``checkpoint`` and check the backbone's
+    weights (against ``ckpt``, its state dict) and the optimizer."""
+    print(f'checking {osp.basename(config)}')
     cfg = Config.fromfile(config)
     assert cfg.default_scope == 'mmdet'
     assert cfg.custom_imports.imports == ['noisemim']
-    cfg.model.backbone.init_cfg.checkpoint = vit_b_pretrain_checkpoint
+    cfg.model.backbone.init_cfg.checkpoint = checkpoint
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)
     backbone = model.backbone
@@ -41,7 +50,6 @@ def test_config_builds_and_loads_vit_b(config, vit_b_pretrain_checkpoint):
         'LayerNorm2d'
     backbone.init_weights()
 
-    ckpt = torch.load(vit_b_pretrain_checkpoint, mmap=True)['state_dict']
     state = backbone.state_dict()
     assert [k for k in state if f'backbone.{k}' not in ckpt] == []
     # 224 px (1 + 14 x 14) -> 1024 px (64 x 64, no class token)

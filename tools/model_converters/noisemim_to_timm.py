@@ -76,7 +76,7 @@ def to_timm(weights: Dict[str, Tensor]) -> Dict[str, Tensor]:
         if new is None:
             unknown.append(key)
         else:
-            converted[new] = value.detach().clone().contiguous()
+            converted[new] = value.contiguous()
     if unknown:
         raise KeyError(f'no timm VisionTransformer key for {unknown}; '
                        'expected a NoiseMIMViT pre-training backbone')

@@ -38,7 +38,7 @@ def backbone_only(weights: Dict[str, Tensor], prefix: str,
     """
     head = '' if strip_prefix else prefix
     return {
-        head + k: v.detach().clone().contiguous()
+        head + k: v.contiguous()
         for k, v in weights.items() if not matches_any(k, PRETRAIN_ONLY_KEYS)
     }
 

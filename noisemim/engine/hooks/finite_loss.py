@@ -42,7 +42,7 @@ class FiniteLossHook(Hook):
                 finite.
         """
         terms = {
-            key: float(value)
+            key: float(value.detach() if hasattr(value, 'detach') else value)
             for key, value in (outputs or {}).items() if 'loss' in key
         }
         if all(math.isfinite(v) for v in terms.values()):
