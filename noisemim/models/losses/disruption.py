@@ -29,7 +29,6 @@ from torch.utils.checkpoint import checkpoint
 from ..corruption import Corruption
 
 MODES = ('mass', 'entropy', 'hard')
-VALUE_CHANNELS = 8
 
 
 def _rows(x: Tensor, index: Tensor) -> Tensor:
@@ -59,9 +58,10 @@ def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
     n_m = masked_index.shape[1]
     rows = _rows(q, torch.cat([masked_index, noised_index], 1))
     # Values: channel 0 marks S (what M rows must not see), channel 1 marks M
-    # (what S rows must not see); padded to 8 channels, which the fused
-    # kernels of every backend accept.
-    keys = k.new_zeros(k.shape[0], k.shape[2], VALUE_CHANNELS)
+    # (what S rows must not see), zero-padded to the head width: with a value
+    # width other than the query's, PyTorch falls back to the unfused kernel,
+    # which keeps every probability for the backward pass.
+    keys = k.new_zeros(k.shape[0], k.shape[2], max(2, k.shape[-1]))
     keys[:, :, 0].scatter_(1, noised_index, 1.)
     keys[:, :, 1].scatter_(1, masked_index, 1.)
     keys = keys[:, None].expand(-1, k.shape[1], -1, -1)
