@@ -17,9 +17,9 @@ class CheckpointMismatchError(RuntimeError):
     """A checkpoint's state dict does not fit the model."""
 
 
-def state_dict_mismatch(model_state: dict,
-                        checkpoint_state: dict) -> Tuple[List[str], List[str],
-                                                        List[str]]:
+def state_dict_mismatch(
+        model_state: dict,
+        checkpoint_state: dict) -> Tuple[List[str], List[str], List[str]]:
     """Compare two state dicts.
 
     Args:

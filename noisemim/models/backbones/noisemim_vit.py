@@ -7,7 +7,7 @@ corruption sampler and, optionally, an embedding of the noise level
 transfer.
 """
 import math
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
