@@ -18,6 +18,10 @@ demo: env
 test: env
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n 2 tests
 
+# NoiseMIM vs SimMIM-style vs MAE training steps, ViT-B/16, side by side.
+benchmark: env
+	$(PY) tools/benchmark.py --batch-size 8 --warmup 2 --repeats 5
+
 lint: env
 	$(PY) -m flake8 noisemim tools tests configs
 

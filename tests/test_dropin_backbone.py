@@ -12,7 +12,7 @@ import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-# The fragment of docs/transfer_segmentation.md ("Drop-in backbone"), with the
+# The fragment of the README ("Drop-in backbone"), with the
 # tiny demo ViT (4 blocks, 64-d, 8 px patches) in place of ViT-B.
 FRAGMENT = '''
 custom_imports = dict(imports=['noisemim'], allow_failed_imports=False)

@@ -3,7 +3,7 @@
 # CLIP ViT-B/16 teacher (ln_post patch tokens projected to 512-d), block-wise
 # masking of 75 of 196 patches, L = 2 morphings per step (num_merge ~
 # U{0..196}, iters ~ U{1..14}), smooth-L1 (beta 2) over all tokens.
-# The teacher file: tools/model_converters/clip_to_teacher.py (docs/dtm.md).
+# The teacher file: tools/model_converters/clip_to_teacher.py (README, "The teacher").
 _base_ = [
     '../_base_/datasets/imagenet_bs512_noisemim.py',
     '../_base_/schedules/adamw_coslr_400e_bs4096.py',

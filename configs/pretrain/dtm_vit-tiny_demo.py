@@ -1,6 +1,6 @@
 # A CPU-sized DTM: a tiny student (4 blocks, 64-d) distils a tiny teacher's
 # morphed tokens on scikit-image's photographs (64 px, 8 px patches: 64
-# tokens). Make a random teacher first (not a real one; see docs/dtm.md):
+# tokens). Make a random teacher first (not a real one; see README, "The teacher"):
 #   python tools/model_converters/clip_to_teacher.py --random \
 #       configs/pretrain/dtm_vit-tiny_demo.py
 _base_ = ['./noisemim_vit-tiny_demo.py']

@@ -1,7 +1,7 @@
 # NoiseMIM + DTM (ours; neither paper has it): NoiseMIM ViT-B/16 (400 epochs,
 # mask + feature noise + disruption loss, all unchanged) whose MIM head
 # predicts the morphed CLIP ViT-B/16 patch tokens of the masked patches
-# instead of their pixels. Teacher file: docs/dtm.md.
+# instead of their pixels. Teacher file: see README, "The teacher".
 _base_ = ['./noisemim_vit-b.py']
 teacher_checkpoint = 'data/teachers/clip_vit-b16.pth'
 model = dict(
