@@ -1,12 +1,13 @@
 """What ``tools/train.py`` and ``tools/test.py`` share: config set-up for any of
 mmpretrain, mmdet and mmseg, data-root checks, and distributed runs on CPU."""
+import argparse
 import os
 import os.path as osp
 from typing import Iterator, Optional
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
@@ -103,3 +104,42 @@ def set_work_dir(cfg: Config, config_path: str,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config_path))[0])
     os.makedirs(cfg.work_dir, exist_ok=True)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """The flags ``tools/train.py`` and ``tools/test.py`` share.
+
+    Args:
+        parser (argparse.ArgumentParser): Gets ``--cfg-options``,
+            ``--launcher`` and ``--local-rank``.
+    """
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override settings of the config, key=value')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Read ``args.config`` with ``--cfg-options``, ``--launcher`` and the work
+    dir applied, and check its ``default_scope``.
+
+    Args:
+        args (argparse.Namespace): Parsed flags (see :func:`add_common_args`).
+
+    Returns:
+        Config: The run's config.
+    """
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    default_scope(cfg)
+    cfg.launcher = args.launcher
+    set_work_dir(cfg, args.config, args.work_dir)
+    return cfg

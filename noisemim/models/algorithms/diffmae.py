@@ -8,20 +8,19 @@ encoder's output and predicts their clean pixels::
     x_t    = sqrt(ab(t)) * x_M + sqrt(1 - ab(t)) * rms(x_M) * eps
     L_mim  = || DiffMAEDecoder(latent, x_t, t)_M - target(x_M) ||^2
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional
 
-from mmpretrain.models.selfsup import MAE
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..necks.diffmae_decoder import DiffMAEDecoder
-from ..pixel_noise import (PixelNoise, check_t_range, draw_pixel_noise,
-                           noise_patches)
+from ..pixel_noise import PixelNoise, draw_pixel_noise, noise_patches
+from .pixel_noise_mae import PixelNoiseMAE
 
 
 @MODELS.register_module()
-class DiffMAE(MAE):
+class DiffMAE(PixelNoiseMAE):
     """DiffMAE pre-training on mmpretrain's MAE parts.
 
     Args:
@@ -33,24 +32,7 @@ class DiffMAE(MAE):
             ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialisation config.
     """
-
-    def __init__(self,
-                 backbone: dict,
-                 neck: dict,
-                 head: dict,
-                 t_range: Sequence[float] = (0., 1.),
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(
-            backbone=backbone,
-            neck=neck,
-            head=head,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
-        if not isinstance(self.neck, DiffMAEDecoder):
-            raise TypeError('DiffMAE needs a DiffMAEDecoder neck, got '
-                            f'{type(self.neck).__name__}')
-        self.t_range = check_t_range(t_range)
+    required = ('neck', DiffMAEDecoder)
 
     def loss(self,
              inputs: Tensor,

@@ -10,21 +10,20 @@ patches, and MAE's decoder restores clean pixels everywhere::
     L_mim        = || pred_M - target(x_M) ||^2      (masked: reconstruction)
     L_denoise    = || pred_V - target(x_V) ||^2      (visible: denoising)
 """
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional
 
-from mmpretrain.models.selfsup import MAE
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
 from ..backbones.maskdit_vit import MaskDiTViT
 from ..patches import unpatchify
-from ..pixel_noise import (PixelNoise, check_t_range, draw_pixel_noise,
-                           noise_patches)
+from ..pixel_noise import PixelNoise, draw_pixel_noise, noise_patches
+from .pixel_noise_mae import PixelNoiseMAE
 
 
 @MODELS.register_module()
-class MaskDiT(MAE):
+class MaskDiT(PixelNoiseMAE):
     """MaskDiT-style pre-training on mmpretrain's MAE parts.
 
     Args:
@@ -36,24 +35,7 @@ class MaskDiT(MAE):
             ``SelfSupDataPreprocessor``.
         init_cfg (dict, optional): Initialisation config.
     """
-
-    def __init__(self,
-                 backbone: dict,
-                 neck: dict,
-                 head: dict,
-                 t_range: Sequence[float] = (0., 1.),
-                 data_preprocessor: Optional[dict] = None,
-                 init_cfg: Optional[Union[dict, List[dict]]] = None) -> None:
-        super().__init__(
-            backbone=backbone,
-            neck=neck,
-            head=head,
-            data_preprocessor=data_preprocessor,
-            init_cfg=init_cfg)
-        if not isinstance(self.backbone, MaskDiTViT):
-            raise TypeError('MaskDiT needs a MaskDiTViT backbone, got '
-                            f'{type(self.backbone).__name__}')
-        self.t_range = check_t_range(t_range)
+    required = ('backbone', MaskDiTViT)
 
     def loss(self,
              inputs: Tensor,
