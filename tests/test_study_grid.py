@@ -44,15 +44,15 @@ def test_the_grid_is_complete_and_named_by_its_cells():
         for noise in ['pixel'] + [f'feature_l{i}' for i in range(4)]:
             assert f'{corruption}_encoder_{noise}' in CELLS
         assert f'{corruption}_decoder_pixel' in CELLS
-    # Decoder-style feature noise is a nonsensical cell (README, study section).
+    # Decoder-style feature noise is a nonsensical cell (docs/study.md).
     assert not [c for c in CELLS if '_decoder_feature' in c]
 
 
 def test_every_cell_is_documented():
-    with open(osp.join(ROOT, 'README.md')) as f:
+    with open(osp.join(ROOT, 'docs', 'study.md')) as f:
         doc = f.read()
     missing = [c for c in CELLS if f'`{c}`' not in doc]
-    assert not missing, f'cells missing from the study section of README.md: {missing}'
+    assert not missing, f'cells missing from docs/study.md: {missing}'
 
 
 @pytest.mark.parametrize('cell', CELLS)
