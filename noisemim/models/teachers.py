@@ -64,7 +64,7 @@ def missing_teacher_message(path: str) -> str:
         f'torch.save. For the CPU demo a random teacher will do:\n'
         f'  python {CONVERTER} --random CONFIG\n'
         f'Or point the config at your file: --cfg-options '
-        f'model.teacher.checkpoint=/path/to/teacher.pth (see README, "The teacher").')
+        f'model.teacher.checkpoint=/path/to/teacher.pth (see docs/dtm.md, "The teacher").')
 
 
 class FrozenTeacher(BaseModule):
@@ -110,7 +110,7 @@ class FrozenTeacher(BaseModule):
             raise RuntimeError(
                 f'{self.checkpoint!r} does not fit {type(self).__name__}: '
                 f'{err}\nIs it a teacher file for this architecture? Convert '
-                f'CLIP weights with {CONVERTER} (see README, "The teacher").') from err
+                f'CLIP weights with {CONVERTER} (see docs/dtm.md, "The teacher").') from err
 
     def _weights_module(self) -> nn.Module:
         """The module the file's keys are relative to."""

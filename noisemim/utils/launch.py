@@ -14,14 +14,14 @@ SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 # How to prepare each dataset, by dataset type (shown when its root is missing).
 DATA_HINTS = {
     'ImageNet': 'ImageNet-1K in the mmpretrain layout: <root>/train/<wnid>/*.JPEG, '
-    '<root>/val/..., <root>/meta/{train,val}.txt (see README, "Data").',
+    '<root>/val/..., <root>/meta/{train,val}.txt (see docs/transfer.md, "Data layouts").',
     'CocoDataset': 'COCO 2017: <root>/{train2017,val2017}/*.jpg and '
-    '<root>/annotations/instances_{train,val}2017.json (see README, "Data").',
+    '<root>/annotations/instances_{train,val}2017.json (see docs/transfer.md, "Data layouts").',
     'CustomDataset': 'a folder of images, <root>/*.jpg (or <root>/<class>/*.jpg '
     'with labels), as mmpretrain\'s CustomDataset reads it.',
     'ADE20KDataset': 'ADE20K (ADEChallengeData2016): <root>/images/{training,'
     'validation}/*.jpg and <root>/annotations/{training,validation}/*.png '
-    '(see README, "Data").',
+    '(see docs/transfer.md, "Data layouts").',
 }
 
 
@@ -53,7 +53,7 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
             root = dataset.get('data_root')
             if root and not osp.isdir(root):
                 kind = str(dataset.get('type', '')).split('.')[-1]
-                hint = DATA_HINTS.get(kind, 'see README, "Data".')
+                hint = DATA_HINTS.get(kind, 'see docs/transfer.md, "Data layouts".')
                 raise FileNotFoundError(
                     f'{name}: the data_root {osp.abspath(root)!r} of dataset '
                     f'{kind or "?"} does not exist. Prepare it as {hint} Or '
