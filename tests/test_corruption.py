@@ -2,9 +2,11 @@ import math
 
 import pytest
 import torch
+from mmengine.logging import MessageHub
 
-from noisemim.models.corruption import (CorruptionSampler, add_noise,
-                                        cosine_alpha_bar)
+from noisemim.models.corruption import (SAMPLES_PER_ITER_KEY, SHARED_SEED_KEY,
+                                        CorruptionSampler, SampleRandom,
+                                        add_noise, cosine_alpha_bar, mix32)
 
 
 def sampler(**kw):
@@ -89,3 +91,121 @@ def test_bad_values_are_named(kw, word):
 def test_no_visible_patch_left_is_an_error():
     with pytest.raises(ValueError, match='no visible'):
         sampler(mask_ratio=0.99).counts((2, 2))
+
+
+# Counter-based per-sample random numbers ------------------------------------
+class Bounded(int):
+    """An int that fails if an operation on it reaches 2**63 (int64 overflow)."""
+
+    def _check(self, value):
+        assert 0 <= value < 2**63, value
+        return Bounded(value)
+
+    def __mul__(self, other):
+        return self._check(int(self) * int(other))
+
+    def __add__(self, other):
+        return self._check(int(self) + int(other))
+
+    def __lshift__(self, other):
+        return self._check(int(self) << int(other))
+
+    def __rshift__(self, other):
+        return self._check(int(self) >> int(other))
+
+    def __xor__(self, other):
+        return self._check(int(self) ^ int(other))
+
+    def __and__(self, other):
+        return self._check(int(self) & int(other))
+
+
+def test_mix32_is_a_bijection_that_stays_below_2_63_and_matches_int64():
+    edge = [0, 1, 2**16 - 1, 2**31, 2**32 - 1, 0x9E3779B9]
+    for x in edge + torch.randint(2**32, (200, )).tolist():
+        assert 0 <= mix32(Bounded(x)) < 2**32  # no intermediate >= 2**63
+    x = torch.tensor(edge)
+    assert mix32(x).tolist() == [mix32(v) for v in edge]
+    assert mix32(torch.arange(2**18)).unique().numel() == 2**18
+
+
+def test_uniforms_and_normals_have_the_right_moments():
+    random = SampleRandom(1234, torch.arange(64))
+    u = random.uniform(7, 4096)
+    assert 0 < u.min() and u.max() < 1
+    n = u.numel()  # 262144: standard errors ~0.0006 (mean), ~0.0003 (var)
+    assert abs(u.mean() - 0.5) < 0.003
+    assert abs(u.var() - 1 / 12) < 0.002
+    z = random.normal(8, 64, 64).flatten()
+    assert abs(z.mean()) < 5 / n**.5
+    assert abs(z.var() - 1) < 5 * (2 / n)**.5
+    assert abs(z.pow(3).mean()) < 5 * (15 / n)**.5  # skewness 0
+    assert abs(z.pow(4).mean() - 3) < 5 * (96 / n)**.5  # kurtosis 3
+    # Box-Muller pairs are uncorrelated, and so are neighbouring elements.
+    pairs = z.view(-1, 2)
+    assert abs(torch.corrcoef(pairs.T)[0, 1]) < 5 / (n / 2)**.5
+    assert abs(torch.corrcoef(torch.stack([z[:-1], z[1:]]))[0, 1]) < 5 / n**.5
+    # The share beyond 2 sigma is the normal's 4.55 %.
+    assert abs((z.abs() > 2).float().mean() - 0.0455) < 0.003
+
+
+def test_samples_streams_and_seeds_draw_different_numbers():
+    a = SampleRandom(0, torch.arange(32)).normal(4, 500)
+    corr = torch.corrcoef(a)
+    off_diagonal = corr[~torch.eye(32, dtype=torch.bool)]
+    assert off_diagonal.abs().max() < 0.25  # 500 numbers: sd ~0.045
+    b = SampleRandom(0, torch.arange(32)).normal(5, 500)
+    c = SampleRandom(1, torch.arange(32)).normal(4, 500)
+    for other in (b, c):
+        assert torch.corrcoef(torch.stack([a.flatten(),
+                                           other.flatten()]))[0, 1].abs() < .02
+    # Large positions (beyond 2**32) key distinct samples too.
+    big = SampleRandom(0, torch.tensor([5, 5 + 2**32, 5 + 2**40]))
+    assert big.bits(1, 8).unique(dim=0).shape[0] == 3
+
+
+def test_a_sample_is_the_same_in_any_batch_it_is_drawn_in():
+    s = sampler()
+    whole = s.sample(SampleRandom(3, torch.arange(8)), (8, 8))
+    # Two processes: rank r draws positions r, r + 2, ...
+    for rank in (0, 1):
+        part = s.sample(SampleRandom(3, torch.arange(rank, 8, 2)), (8, 8))
+        for name in ('mask', 'noised', 'masked_index', 'noised_index', 't',
+                     'eps'):
+            assert torch.equal(getattr(part, name),
+                               getattr(whole, name)[rank::2]), name
+    assert not torch.equal(whole.mask[0], whole.mask[1])
+    assert not torch.equal(whole.eps[0], whole.eps[1])
+
+
+def test_masks_have_exact_counts_over_many_samples():
+    c = sampler().sample(SampleRandom(9, torch.arange(512)), (8, 8))
+    assert (c.mask.sum(1) == 40).all() and (c.noised.sum(1) == 12).all()
+    assert not (c.mask & c.noised).any()
+    # every patch is masked about 40/64 of the time
+    share = c.mask.float().mean(0)
+    assert (share - 40 / 64).abs().max() < 0.12
+    assert ((c.t >= 0) & (c.t <= 1)).all() and c.t.std() > 0.2
+
+
+def test_runner_keys_follow_the_sample_stream_across_accumulation_splits():
+    # Inside a Runner the key is (shared seed, iter * samples_per_iter + row):
+    # iteration 3 with batch 8 covers the samples of iterations 6 and 7 with
+    # batch 4 (gradient accumulation over two batches of 4).
+    hub = MessageHub.get_instance('test_corruption_keys')
+    hub.update_info(SHARED_SEED_KEY, 11)
+    s = sampler()
+
+    def draw(iteration, batch):
+        hub.update_info('iter', iteration)
+        hub.update_info(SAMPLES_PER_ITER_KEY, batch)
+        return s(batch, (8, 8))
+
+    try:
+        whole, first, second = draw(3, 8), draw(6, 4), draw(7, 4)
+        for name in ('mask', 'noised', 't', 'eps'):
+            both = torch.cat([getattr(first, name), getattr(second, name)])
+            assert torch.equal(both, getattr(whole, name)), name
+        assert not torch.equal(draw(4, 8).eps, whole.eps)
+    finally:  # later tests in this process see no Runner's iteration
+        MessageHub.get_instance('test_corruption_keys_done')

@@ -9,14 +9,16 @@ no second task to disentangle and no disruption loss.
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-from mmengine.dist import get_dist_info
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 from torch import Tensor
 
-from ..corruption import Corruption, CorruptionSampler, step_seed
+from ..corruption import Corruption, CorruptionSampler, SampleRandom
 from ..patches import patchify
 from .noisemim import NoiseMIM, normalize_patches
+
+# The stream of the noise of M (NoiseMIM's own streams are 1-4).
+STREAM_SUBSTITUTIVE_EPS = 5
 
 
 def sample_substitutive_corruption(
@@ -28,8 +30,8 @@ def sample_substitutive_corruption(
     """Draw ``M`` with ``sampler`` and mark it to be noised instead of masked.
 
     The returned corruption has an empty mask and ``S = M``, with ``eps`` for
-    every token of ``M``; it is drawn like :class:`CorruptionSampler` draws
-    (one generator per step, the whole global batch on every rank).
+    every token of ``M``; each sample is keyed as :class:`CorruptionSampler`
+    keys it (only this rank's rows are drawn).
 
     Args:
         sampler (CorruptionSampler): The backbone's sampler
@@ -42,25 +44,19 @@ def sample_substitutive_corruption(
     Returns:
         Corruption: ``mask`` all False, ``noised`` = the drawn ``M``.
     """
-    rank, world_size = 0, 1
-    if generator is None:
-        rank, world_size = get_dist_info()
-        generator = torch.Generator(device).manual_seed(step_seed())
-    total = batch_size * world_size
-    drawn = sampler(total, patch_resolution, device, generator)
+    random = SampleRandom.for_batch(batch_size, device, generator)
+    drawn = sampler.sample(random, patch_resolution)
     index = drawn.masked_index
-    eps = torch.randn((total, index.shape[1], sampler.noise_channels),
-                      generator=generator,
-                      device=device)
-    rows = slice(rank, total, world_size)
+    eps = random.normal(STREAM_SUBSTITUTIVE_EPS, index.shape[1],
+                        sampler.noise_channels)
     return Corruption(
-        mask=torch.zeros_like(drawn.mask[rows]),
-        noised=drawn.mask[rows],
-        masked_index=index[rows, :0],
-        noised_index=index[rows],
-        t=drawn.t[rows],
-        alpha_bar=drawn.alpha_bar[rows],
-        eps=eps[rows])
+        mask=torch.zeros_like(drawn.mask),
+        noised=drawn.mask,
+        masked_index=index[:, :0],
+        noised_index=index,
+        t=drawn.t,
+        alpha_bar=drawn.alpha_bar,
+        eps=eps)
 
 
 @MODELS.register_module()
