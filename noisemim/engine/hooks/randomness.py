@@ -2,23 +2,33 @@
 
 Two things mmengine leaves undone:
 
-1. **A seed shared by all ranks.** With ``randomness.diff_rank_seed=True`` the
-   Runner's seed is ``seed + rank``, and that is what ``RuntimeInfoHook`` puts
-   in the ``MessageHub``. NoiseMIM draws the corruption of the *global* batch
-   on every rank and keeps its own rows, so it needs one seed for all ranks.
-   This hook publishes rank 0's seed as the ``shared_seed`` runtime info.
+1. **What keys each sample's corruption.** With
+   ``randomness.diff_rank_seed=True`` the Runner's seed is ``seed + rank``,
+   and that is what ``RuntimeInfoHook`` puts in the ``MessageHub``. NoiseMIM
+   keys each sample's corruption by one seed for all ranks and the sample's
+   position in the sampler's stream (``noisemim/models/corruption.py``). This
+   hook publishes rank 0's seed as ``shared_seed`` and the number of samples
+   loaded per iteration over all ranks as ``samples_per_iter``.
 2. **RNG states in checkpoints.** A checkpoint carries no RNG state, so after
    ``--resume`` dropout, drop-path and the data augmentation would draw other
    numbers than the run that was never stopped. This hook stores the Python,
-   numpy, torch (and CUDA) RNG states of *every* rank in each checkpoint
-   (gathered just before ``CheckpointHook`` saves, since only rank 0 writes)
-   and restores each rank's own state on resume. ``IterBasedTrainLoop``
-   first re-loads the batches trained before the checkpoint (which draws
-   from the RNGs), so the state is restored just before the first new batch
-   is loaded; for epoch-based loops, before the next epoch starts.
+   numpy, torch and (this process's current device's) CUDA RNG states of
+   *every* rank in each checkpoint (gathered just before ``CheckpointHook``
+   saves, since only rank 0 writes) and restores each rank's own state on
+   resume. ``IterBasedTrainLoop`` first re-loads the batches trained before
+   the checkpoint (which draws from the RNGs), so the state is restored just
+   before the first new batch is loaded; for epoch-based loops, before the
+   next epoch starts.
+
+Any device: mmengine's ``Runner.resume`` loads the checkpoint with
+``map_location`` = the current device, so on a GPU the saved state tensors
+arrive as CUDA tensors, which ``torch.set_rng_state`` and numpy refuse. They
+are moved to the CPU before they are restored. Only the current CUDA device's
+state is saved (not every visible device's), so a launcher that shows each
+process one GPU, or all of them, resumes alike.
 """
 import random
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import numpy as np
 import torch
@@ -29,16 +39,19 @@ from mmengine.registry import HOOKS
 
 #: The ``MessageHub`` runtime-info key of the seed shared by all ranks.
 SHARED_SEED_KEY = 'shared_seed'
+#: The ``MessageHub`` runtime-info key of the samples per iteration (all ranks).
+SAMPLES_PER_ITER_KEY = 'samples_per_iter'
 #: The checkpoint key of the per-rank RNG states.
 CHECKPOINT_KEY = 'rng_states'
 
 
 def get_rng_state() -> dict:
-    """The RNG states of this process, as plain values and tensors.
+    """The RNG states of this process, as plain values and CPU tensors.
 
     Returns:
-        dict: ``python``, ``numpy``, ``torch`` and ``cuda`` states, loadable
-        with ``torch.load(weights_only=True)``.
+        dict: ``python``, ``numpy``, ``torch`` and ``cuda`` (the current CUDA
+        device's state, or None without CUDA) states, loadable with
+        ``torch.load(weights_only=True)``.
     """
     name, keys, pos, has_gauss, cached = np.random.get_state()
     return dict(
@@ -46,24 +59,51 @@ def get_rng_state() -> dict:
         numpy=(name, torch.from_numpy(keys.astype(np.int64)), int(pos),
                int(has_gauss), float(cached)),
         torch=torch.get_rng_state(),
-        cuda=torch.cuda.get_rng_state_all()
-        if torch.cuda.is_available() else [])
+        cuda=torch.cuda.get_rng_state()
+        if torch.cuda.is_available() else None)
+
+
+def _byte_state(state: Any, what: str) -> torch.Tensor:
+    """A saved generator state as the CPU ``uint8`` tensor torch wants."""
+    if not isinstance(state, torch.Tensor):
+        raise TypeError(f'The checkpoint\'s {what} RNG state must be a '
+                        f'tensor, got {type(state).__name__}')
+    return state.to(device='cpu', dtype=torch.uint8)
+
+
+def _cuda_state(saved: Any) -> Optional[torch.Tensor]:
+    """The current CUDA device's saved state.
+
+    ``saved`` is one state (this format), or a list with one per visible
+    device (checkpoints written before), read at the current device's index.
+    """
+    if isinstance(saved, (list, tuple)):
+        index = torch.cuda.current_device()
+        saved = saved[index] if index < len(saved) else None
+    return None if saved is None else _byte_state(saved, 'CUDA')
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore the states returned by :func:`get_rng_state`.
+    """Restore the states returned by :func:`get_rng_state`, from any device.
 
     Args:
-        state (dict): A state from :func:`get_rng_state`.
+        state (dict): A state from :func:`get_rng_state`; its tensors may sit
+            on any device (e.g. CUDA, after ``Runner.resume``'s
+            ``map_location``).
     """
     version, internal, gauss = state['python']
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state['numpy']
-    np.random.set_state(
-        (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state['torch'])
-    if state['cuda'] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+    keys = keys.cpu().numpy() if isinstance(
+        keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((name, keys.astype(np.uint32), int(pos),
+                         int(has_gauss), float(cached)))
+    torch.set_rng_state(_byte_state(state['torch'], 'torch'))
+    saved = state.get('cuda')
+    if saved is not None and torch.cuda.is_available():
+        cuda = _cuda_state(saved)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
 
 
 class _RestoreBeforeNewBatch:
@@ -110,6 +150,16 @@ class RandomnessHook(Hook):
         seed = [runner.seed]
         broadcast_object_list(seed, src=0)
         runner.message_hub.update_info(SHARED_SEED_KEY, int(seed[0]))
+
+    def before_train(self, runner) -> None:
+        """Publish the samples loaded per iteration over all ranks as
+        ``samples_per_iter`` in the MessageHub."""
+        _, world_size = get_dist_info()
+        loader = getattr(runner.train_loop, 'dataloader', None)
+        batch_size = getattr(loader, 'batch_size', None)
+        if batch_size:  # None with a custom batch_sampler: the actual batch
+            runner.message_hub.update_info(SAMPLES_PER_ITER_KEY,
+                                           world_size * int(batch_size))
 
     # Saving -----------------------------------------------------------------
     @staticmethod
