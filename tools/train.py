@@ -12,6 +12,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, find_latest_checkpoint
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
+from noisemim.engine.hooks.bad_samples import guard_bad_samples
+from noisemim.engine.hooks.checkpoint_atomic import use_atomic_checkpoints
 from noisemim.utils.checkpoint import check_checkpoint
 from noisemim.utils.launch import (add_common_args, check_data_roots,
                                    load_config, setup_distributed)
@@ -56,6 +58,11 @@ def build_config(args: argparse.Namespace) -> Config:
     # Refuse a checkpoint that carries code before anything unpickles it.
     check_checkpoint(cfg.get('load_from') or (
         find_latest_checkpoint(cfg.work_dir) if cfg.get('resume') else None))
+    # Atomic checkpoint writes, a --resume that skips a broken newest
+    # checkpoint, and bad samples skipped or named, for mmdet/mmseg/mmpretrain
+    # configs alike (docs/reliability.md).
+    use_atomic_checkpoints(cfg)
+    guard_bad_samples(cfg)
     setup_distributed(cfg, args.launcher)
     return cfg
 

@@ -6,7 +6,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=100),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
+    # CheckpointHook with atomic writes and a --resume that skips a broken
+    # newest checkpoint (noisemim/engine/hooks/checkpoint_atomic.py).
+    checkpoint=dict(
+        type='AtomicCheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='VisualizationHook', enable=False),
 )
@@ -19,6 +22,8 @@ custom_hooks = [
     dict(type='FiniteLossHook'),
     dict(type='CheckpointFitHook'),
     dict(type='RandomnessHook'),
+    # counts the samples SkipBadSamples skipped (idle without it)
+    dict(type='BadSampleCountHook'),
 ]
 
 env_cfg = dict(

@@ -1,5 +1,10 @@
 from .embedded_photos import EmbeddedPhotos
 from .inaturalist import INaturalist
 from .nabirds import NABirds
+from .skip_bad_samples import (BadSampleError, SkipBadSamples,
+                               TooManyBadSamplesError)
 
-__all__ = ['EmbeddedPhotos', 'INaturalist', 'NABirds']
+__all__ = [
+    'BadSampleError', 'EmbeddedPhotos', 'INaturalist', 'NABirds',
+    'SkipBadSamples', 'TooManyBadSamplesError'
+]

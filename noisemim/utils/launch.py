@@ -52,7 +52,8 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
         for dataset in _datasets(loader.get('dataset')):
             root = dataset.get('data_root')
             if root and not osp.isdir(root):
-                kind = str(dataset.get('type', '')).split('.')[-1]
+                kind = str(dataset.get('dataset_type') or  # SkipBadSamples
+                           dataset.get('type', '')).split('.')[-1]
                 hint = DATA_HINTS.get(kind, 'see docs/transfer.md, "Data layouts".')
                 raise FileNotFoundError(
                     f'{name}: the data_root {osp.abspath(root)!r} of dataset '

@@ -26,8 +26,13 @@ train_dataloader = dict(
     pin_memory=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
+    # A broken image is logged and skipped, not the end of a days-long run
+    # (noisemim/datasets/skip_bad_samples.py; docs/reliability.md).
+    # (flat form: data_root, pipeline, ... stay at train_dataloader.dataset).
     dataset=dict(
-        type=dataset_type,
+        type='SkipBadSamples',
+        max_bad=100,
+        dataset_type=dataset_type,
         data_root=data_root,
         split='train',
         pipeline=train_pipeline))
