@@ -12,8 +12,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, find_latest_checkpoint
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
-from noisemim.engine.hooks.bad_samples import guard_bad_samples
-from noisemim.engine.hooks.checkpoint_atomic import use_atomic_checkpoints
+from noisemim.engine.optimizers import (configure_mixed_precision,
+                                        count_accumulation_in_lr_scaling)
 from noisemim.utils.checkpoint import check_checkpoint
 from noisemim.utils.launch import (add_common_args, check_data_roots,
                                    load_config, setup_distributed)
@@ -31,22 +31,27 @@ def parse_args() -> argparse.Namespace:
         help='resume from this checkpoint, or from the latest checkpoint in '
         'the work dir when no path is given')
     parser.add_argument(
-        '--amp', action='store_true', help='mixed precision training')
+        '--amp',
+        action='store_true',
+        help='mixed precision training: bf16 where the GPU has it, else fp16 '
+        'with a loss scaler')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
-        help='scale the lr by the actual total batch size')
+        help='scale the lr by the actual total batch size (GPUs x batch x '
+        'accumulative_counts)')
     add_common_args(parser)
     return parser.parse_args()
 
 
 def build_config(args: argparse.Namespace) -> Config:
     cfg = load_config(args)
-    if args.amp:
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    # bf16 where the device has it, fp16 + loss scaler or CPU autocast where
+    # not (docs/gpu.md); the lr scaling counts gradient accumulation.
+    configure_mixed_precision(cfg, args.amp)
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
+    count_accumulation_in_lr_scaling(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -58,11 +63,6 @@ def build_config(args: argparse.Namespace) -> Config:
     # Refuse a checkpoint that carries code before anything unpickles it.
     check_checkpoint(cfg.get('load_from') or (
         find_latest_checkpoint(cfg.work_dir) if cfg.get('resume') else None))
-    # Atomic checkpoint writes, a --resume that skips a broken newest
-    # checkpoint, and bad samples skipped or named, for mmdet/mmseg/mmpretrain
-    # configs alike (docs/reliability.md).
-    use_atomic_checkpoints(cfg)
-    guard_bad_samples(cfg)
     setup_distributed(cfg, args.launcher)
     return cfg
 

@@ -60,9 +60,12 @@ train_dataloader = dict(batch_size=256, dataset=dict(pipeline=train_pipeline))
 
 # BEiT v2 / DTM: AdamW lr 1.5e-3 at batch 2048, 10 warm-up epochs, cosine to
 # 1e-5, gradient clipping at 3.0.
+# bf16 without a loss scaler (docs/gpu.md); 256 per GPU is ~24 GB of student
+# activations (estimated) plus the frozen teacher's forward pass.
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    loss_scale='dynamic',
+    dtype='bfloat16',
+    loss_scale=dict(enabled=False),
     optimizer=dict(lr=1.5e-3, betas=(0.9, 0.999), weight_decay=0.05),
     clip_grad=dict(max_norm=3.0))
 param_scheduler = [

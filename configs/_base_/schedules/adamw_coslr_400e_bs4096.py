@@ -34,5 +34,7 @@ param_scheduler = [
 ]
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=400)
-# 8 GPUs x 512 = 4096; the lr is rescaled for other total batch sizes.
+# 8 GPUs x 512 = 4096 per update; the lr is rescaled for another total batch
+# (GPUs x batch_size x optim_wrapper.accumulative_counts: tools/train.py makes
+# mmengine's scaling count the accumulation).
 auto_scale_lr = dict(base_batch_size=4096, enable=True)
