@@ -137,6 +137,11 @@ class NoiseMIMViT(VisionTransformer):
             Defaults to ``(0., 1.)``.
         time_embed (bool): Add a learned embedding of ``t`` to the noised
             tokens. Defaults to False.
+        pretrain (bool): Build the pre-training parameters (``mask_token``,
+            ``time_embed``). ``False`` builds a downstream backbone with
+            exactly ``VisionTransformer``'s parameters (none unused, so DDP
+            needs no ``find_unused_parameters``); it draws no corruption.
+            Defaults to True.
         **kwargs: Passed to ``VisionTransformer``.
     """
 
@@ -150,16 +155,21 @@ class NoiseMIMViT(VisionTransformer):
                  noise_layer: Union[int, str] = 2,
                  t_range: Sequence[float] = (0., 1.),
                  time_embed: bool = False,
+                 pretrain: bool = True,
                  **kwargs) -> None:
         super().__init__(
             arch=arch, img_size=img_size, patch_size=patch_size, **kwargs)
+        if time_embed and not pretrain:
+            raise ValueError('time_embed=True is a pre-training parameter; '
+                             'it needs pretrain=True (got pretrain=False)')
+        self.pretrain = pretrain
         if noise_layer != NOISE_LAYER_PIXEL and not (
                 isinstance(noise_layer, int)
                 and 0 <= noise_layer < self.num_layers):
             raise ValueError(
                 f"noise_layer must be 'pixel' or a block index in "
                 f'[0, {self.num_layers - 1}], got {noise_layer!r}')
-        if not self.final_norm:
+        if pretrain and not self.final_norm:
             raise ValueError('NoiseMIMViT pre-training needs final_norm=True '
                              '(the heads read the final normalised tokens).')
         self.patch_size = patch_size
@@ -174,7 +184,8 @@ class NoiseMIMViT(VisionTransformer):
             noise_channels=pixel_channels
             if noise_layer == NOISE_LAYER_PIXEL else self.embed_dims)
         self.corruption_sampler.counts(self.patch_resolution)  # validate
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, self.embed_dims))
+        self.mask_token = nn.Parameter(torch.zeros(
+            1, 1, self.embed_dims)) if pretrain else None
         self.time_embed = nn.Sequential(
             nn.Linear(self.embed_dims, self.embed_dims), nn.SiLU(),
             nn.Linear(self.embed_dims, self.embed_dims)) if time_embed else None
@@ -191,7 +202,8 @@ class NoiseMIMViT(VisionTransformer):
 
     def _init_weights(self) -> None:
         super().init_weights()
-        nn.init.normal_(self.mask_token, std=0.02)
+        if self.mask_token is not None:
+            nn.init.normal_(self.mask_token, std=0.02)
 
     def sample_corruption(
             self,
@@ -207,6 +219,7 @@ class NoiseMIMViT(VisionTransformer):
         Returns:
             Corruption: The batch's corruption.
         """
+        self._check_pretrain()
         p = self.patch_size
         grid = (images.shape[2] // p, images.shape[3] // p)
         with record_function('noisemim.sample_corruption'):
@@ -235,6 +248,7 @@ class NoiseMIMViT(VisionTransformer):
         """
         if corruption is None:
             return super().forward(x)
+        self._check_pretrain()
 
         B = x.shape[0]
         noisy = corruption.num_noised > 0
@@ -308,6 +322,14 @@ class NoiseMIMViT(VisionTransformer):
         return tokens.scatter_add(
             1,
             index.unsqueeze(-1).expand(-1, -1, self.embed_dims), emb)
+
+    def _check_pretrain(self) -> None:
+        """Refuse corruption in a backbone built with ``pretrain=False``."""
+        if not self.pretrain:
+            raise ValueError(
+                f'{type(self).__name__} was built with pretrain=False, a '
+                'downstream backbone without a mask token: it takes only '
+                'images; pre-train with pretrain=True.')
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """As ``VisionTransformer``, with the mask token in the stem."""

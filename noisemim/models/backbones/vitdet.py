@@ -105,10 +105,11 @@ class NoiseMIMViTDet(NoiseMIMViT):
     """A NoiseMIM ViT for detection, with ViTDet's windowed attention.
 
     Outputs the patch-token feature map (``out_type='featmap'``, no class
-    token) for :class:`~noisemim.models.necks.SimpleFPN`. The pre-training
-    parameters (``mask_token``, ``time_embed``) are kept, so checkpoints load
-    with no missing key, but frozen: they get no gradient downstream, which
-    distributed data-parallel training requires.
+    token) for ViTDet's ``SimpleFPN`` neck. It is built without the
+    pre-training parameters (``pretrain=False``: no ``mask_token`` or
+    ``time_embed``, so no parameter goes unused under distributed
+    data-parallel training); ``StrictPretrained`` drops them from a
+    pre-training checkpoint and every other key loads.
 
     Args:
         arch, img_size, patch_size: As :class:`NoiseMIMViT`.
@@ -123,6 +124,8 @@ class NoiseMIMViTDet(NoiseMIMViT):
             windows. Defaults to False.
         mask_unit (int, optional): Pre-training only; defaults to one patch
             so that any detection resolution is accepted.
+        pretrain (bool): Must stay False (a downstream backbone).
+            Defaults to False.
         **kwargs: As :class:`NoiseMIMViT`.
     """
 
@@ -135,7 +138,12 @@ class NoiseMIMViTDet(NoiseMIMViT):
                  out_type: str = 'featmap',
                  with_cls_token: bool = False,
                  mask_unit: Optional[int] = None,
+                 pretrain: bool = False,
                  **kwargs) -> None:
+        if pretrain:
+            raise ValueError('NoiseMIMViTDet is a downstream backbone: '
+                             'pretrain must be False (got True); pre-train '
+                             'with NoiseMIMViT.')
         super().__init__(
             arch=arch,
             img_size=img_size,
@@ -143,6 +151,7 @@ class NoiseMIMViTDet(NoiseMIMViT):
             out_type=out_type,
             with_cls_token=with_cls_token,
             mask_unit=mask_unit or patch_size,
+            pretrain=False,
             **kwargs)
         if not isinstance(window_size, int) or window_size < 0:
             raise ValueError('window_size must be an int >= 0 (0: global '
@@ -161,9 +170,6 @@ class NoiseMIMViTDet(NoiseMIMViT):
                 f'{self.num_layers - 1}], got {list(global_attn_indexes)}')
         self.window_size = window_size
         self.global_attn_indexes = tuple(global_attn_indexes)
-        self.mask_token.requires_grad_(False)
-        if self.time_embed is not None:
-            self.time_embed.requires_grad_(False)
 
     def _prepare_pos_embed(self, state_dict: dict, prefix: str, *args,
                            **kwargs) -> None:
