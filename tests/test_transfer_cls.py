@@ -13,6 +13,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
+from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
 from PIL import Image
 
@@ -48,11 +49,13 @@ def test_config_loads_vit_b_pretraining_with_no_missing_key(
     model = build_from_config(cfg)
 
     backbone = model.backbone
+    assert type(backbone) is VisionTransformer  # mmpretrain's stock class
     report = backbone.pretrained_report
-    # every backbone key is loaded but ln2, the new norm after pooling
+    # every backbone key is loaded but ln2, the new norm after pooling; the
+    # pre-training-only mask token is dropped
     assert report.new == ['ln2.weight', 'ln2.bias']
     assert sorted(report.loaded + report.new) == sorted(backbone.state_dict())
-    assert not report.unused and not report.pretrain_only
+    assert not report.unused and report.pretrain_only == ['mask_token']
     assert {k.split('.')[0] for k in report.outside_prefix} == {
         'mim_head', 'denoise_head'}
     source = torch.load(vit_b_pretrain_checkpoint, mmap=True)['state_dict']
@@ -60,10 +63,10 @@ def test_config_loads_vit_b_pretraining_with_no_missing_key(
         assert torch.equal(backbone.state_dict()[key],
                            source['backbone.' + key]), key
 
-    if 'linear' in path:  # frozen but for the unused pre-training token
+    if 'linear' in path:  # all frozen
         trainable = [n for n, p in backbone.named_parameters()
                      if p.requires_grad]
-        assert trainable == ['mask_token']
+        assert trainable == []
     else:
         assert backbone.layers[11].ffn.dropout_layer.drop_prob == \
             pytest.approx(0.1)
@@ -94,7 +97,8 @@ def check_imagenet_finetuning_recipe(cfg: Config, model) -> None:
         base * 0.65**13)
 
 
-def tiny_classifier(checkpoint: str, backbone_type: str = 'NoiseMIMViT',
+def tiny_classifier(checkpoint: str,
+                    backbone_type: str = 'VisionTransformer',
                     **init) -> dict:
     """A tiny fine-tuning classifier whose backbone loads ``checkpoint``."""
     backbone = dict(
@@ -103,7 +107,7 @@ def tiny_classifier(checkpoint: str, backbone_type: str = 'NoiseMIMViT',
         init_cfg=dict(type='StrictPretrained', checkpoint=checkpoint,
                       new_keys=('ln2.*', ), **init))
     if backbone_type == 'NoiseMIMViT':
-        backbone['mask_unit'] = 16
+        backbone.update(mask_unit=16, pretrain=False)
     return dict(
         type='ImageClassifier', backbone=backbone,
         head=dict(type='LinearClsHead', num_classes=3, in_channels=64))
@@ -148,12 +152,45 @@ def test_loading_resizes_position_embeddings(tiny_pretrain_checkpoint):
         k for k in source if not k.startswith('backbone.'))
 
 
-def test_strict_pretrained_refuses_a_module_that_would_overwrite_it(
+def test_stock_vit_and_downstream_noisemim_vit_load_the_same(
         tiny_pretrain_checkpoint):
-    model = MODELS.build(
-        tiny_classifier(tiny_pretrain_checkpoint, 'VisionTransformer'))
-    with pytest.raises(TypeError, match='before the sub-modules'):
+    """mmpretrain's VisionTransformer and NoiseMIMViT(pretrain=False) have
+    the same keys, load every pre-trained one (the sub-modules' own
+    initialisation and the ViT's position-embedding draw do not overwrite
+    them) and compute the same features."""
+    source = torch.load(tiny_pretrain_checkpoint)['state_dict']
+    models = {}
+    for kind in ('VisionTransformer', 'NoiseMIMViT'):
+        model = MODELS.build(tiny_classifier(tiny_pretrain_checkpoint, kind))
         model.init_weights()
+        model.eval()  # (mmpretrain's ViT.train() returns None)
+        models[kind] = model.backbone
+        report = model.backbone.pretrained_report
+        assert report.pretrain_only == ['mask_token'], kind
+        assert len(report.loaded) == 54 and report.new == [
+            'ln2.weight', 'ln2.bias'], kind
+        state = model.backbone.state_dict()
+        assert torch.equal(state['layers.3.ffn.layers.0.0.weight'],
+                           source['backbone.layers.3.ffn.layers.0.0.weight'])
+        assert torch.equal(state['pos_embed'][:, 0],  # the class token's
+                           source['backbone.pos_embed'][:, 0]), kind
+    stock, ours = models['VisionTransformer'], models['NoiseMIMViT']
+    assert list(stock.state_dict()) == list(ours.state_dict())
+    assert ours.mask_token is None and ours.time_embed is None
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(stock(x), ours(x))
+    with pytest.raises(ValueError, match='built with pretrain=False'):
+        ours.sample_corruption(x)
+
+
+def test_strict_pretrained_must_be_the_last_init_cfg(tiny_pretrain_checkpoint):
+    cfg = tiny_classifier(tiny_pretrain_checkpoint)
+    cfg['backbone']['init_cfg'] = [
+        cfg['backbone']['init_cfg'],
+        dict(type='TruncNormal', layer='Linear', std=0.02)]
+    with pytest.raises(ValueError, match='must be the last init_cfg entry'):
+        MODELS.build(cfg).init_weights()
 
 
 def write_cub(root: str, per_class: int = 2) -> str:
@@ -186,7 +223,7 @@ TINY_CUB_CONFIG = """
 _base_ = [{base!r}]
 model = dict(
     backbone=dict(
-        arch=dict(_delete_=True, **{arch!r}), patch_size=8, mask_unit=16,
+        arch=dict(_delete_=True, **{arch!r}), patch_size=8,
         init_cfg=dict(checkpoint={checkpoint!r})),
     head=dict(in_channels=64))
 train_dataloader = dict(
@@ -228,7 +265,8 @@ def test_cub_finetuning_through_tools(tiny_pretrain_checkpoint, tmp_path):
         sizes[f'{loader}.dataset.pipeline.2.crop_size'] = 64
     small = ['--cfg-options'] + [f'{k}={v}' for k, v in sizes.items()]
     log = run_tool('tools/train.py', config, '--work-dir', work_dir, *small)
-    assert re.search(r'StrictPretrained: loaded 55 keys .*; 0 missing', log)
+    assert re.search(r'StrictPretrained: loaded 54 keys of '
+                     r'VisionTransformer .*; 0 missing', log)
     assert 'kept the initialisation of downstream-only keys: ln2.weight' in log
     assert 'layer-wise lr decay' in log
     losses = [float(x) for x in re.findall(r' loss: ([\d.]+)', log)]

@@ -4,7 +4,7 @@ embeddings resized from a pre-training checkpoint with zero missing keys)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_backbone
+from conftest import TINY_ARCH, tiny_backbone
 from mmcv.cnn import build_norm_layer
 from mmdet.registry import MODELS as DET_MODELS
 from mmengine.registry import DefaultScope
@@ -81,8 +81,9 @@ def test_one_window_over_the_grid_equals_global_attention():
     windowed = tiny_vitdet(window_size=4, global_attn_indexes=())
     plain = tiny_vitdet(window_size=0)
     plain.load_state_dict(windowed.state_dict())
-    reference = MODELS.build(
-        tiny_backbone(out_type='featmap', with_cls_token=False))
+    reference = MODELS.build(  # mmpretrain's own ViT
+        dict(type='VisionTransformer', arch=dict(TINY_ARCH), img_size=32,
+             patch_size=8, out_type='featmap', with_cls_token=False))
     reference.eval()
     reference.load_state_dict(windowed.state_dict())
     x = torch.randn(2, 3, 32, 32)
@@ -134,7 +135,9 @@ def test_pos_embed_resized_from_a_pretraining_checkpoint(
     for key in state:
         if key != 'pos_embed':
             torch.testing.assert_close(state[key], ckpt[f'backbone.{key}'])
-    assert not backbone.mask_token.requires_grad  # unused downstream (DDP)
+    # no pre-training-only parameter (it would go unused under DDP)
+    assert backbone.mask_token is None and 'mask_token' not in state
+    assert backbone.pretrained_report.pretrain_only == ['mask_token']
     with torch.no_grad():
         assert backbone(torch.randn(1, 3, 96, 96))[0].shape == (1, 64, 12, 12)
 
@@ -146,7 +149,8 @@ def test_bad_arguments_are_named():
         tiny_vitdet(global_attn_indexes=(4, ))
     with pytest.raises(ValueError, match='with_cls_token=False'):
         tiny_vitdet(window_size=2, with_cls_token=True)
+    with pytest.raises(ValueError, match='pretrain must be False'):
+        tiny_vitdet(pretrain=True)
     model = tiny_vitdet(window_size=2)
     with pytest.raises(ValueError, match='downstream backbone'):
-        model(torch.randn(1, 3, 32, 32), model.sample_corruption(
-            torch.randn(1, 3, 32, 32)))
+        model.sample_corruption(torch.randn(1, 3, 32, 32))

@@ -107,19 +107,21 @@ def _shrink(cfg: Config, size: int) -> None:
 
 
 def tiny_detection_config(tmp_path, checkpoint: str, data_root: str,
-                          iters: int) -> str:
-    """The 25-epoch detection config with its sizes shrunk, dumped to a file.
+                          iters: int, config: str = CONFIG) -> str:
+    """A detection config (the 25-epoch one by default) with its sizes
+    shrunk, dumped to a file.
 
     Args:
         tmp_path: Where to write it.
         checkpoint (str): The tiny NoiseMIM pre-training checkpoint.
         data_root (str): A set written by :func:`write_coco_set`.
         iters (int): Training iterations.
+        config (str): The detection config file.
 
     Returns:
         str: The config file.
     """
-    cfg = Config.fromfile(CONFIG)
+    cfg = Config.fromfile(config)
     _shrink(cfg, SIZE)
     ch = 32  # neck and head channels
     cfg.merge_from_dict(dict(
@@ -166,7 +168,7 @@ def tiny_detection_config(tmp_path, checkpoint: str, data_root: str,
                                            'annotations/instances_val.json')
     # evaluation is tools/test.py's job here
     cfg.val_dataloader = cfg.val_cfg = cfg.val_evaluator = None
-    path = str(tmp_path / 'mask-rcnn_noisemim-vit-tiny_det.py')
+    path = str(tmp_path / f'tiny_{osp.basename(config)}')
     cfg.dump(path)
     return path
 

@@ -59,20 +59,21 @@ def _mkdirs(path: str) -> str:
     return path
 
 
-def tiny_config(data_root: str, checkpoint: str) -> str:
-    """The main segmentation config with a tiny ViT (the tiny pre-training
-    demo's: 4 blocks, 64-d, 8 px patches), 64 px crops, BN for SyncBN, fp32
-    and 4 iterations; everything else (UperNet, Feature2Pyramid, FCN
-    auxiliary head, layer decay, IoUMetric) comes from the file."""
+def tiny_config(data_root: str, checkpoint: str, base: str = MAIN) -> str:
+    """A segmentation config (the main one by default) with a tiny ViT (the
+    tiny pre-training demo's: 4 blocks, 64-d, 8 px patches), 64 px crops, BN
+    for SyncBN, fp32 and 4 iterations; everything else (UperNet,
+    Feature2Pyramid, FCN auxiliary head, layer decay, IoUMetric) comes from
+    the file."""
     return f'''
-_base_ = {MAIN!r}
+_base_ = {base!r}
 norm_cfg = dict(type='BN', requires_grad=True)
 model = dict(
     data_preprocessor=dict(size=({SIZE}, {SIZE})),
     backbone=dict(
         arch=dict(_delete_=True, embed_dims=64, num_layers=4, num_heads=4,
                   feedforward_channels=256),
-        img_size={SIZE}, patch_size=8, mask_unit=16, out_indices=[0, 1, 2, 3],
+        img_size={SIZE}, patch_size=8, out_indices=[0, 1, 2, 3],
         init_cfg=dict(checkpoint={checkpoint!r})),
     neck=dict(embed_dim=64, norm_cfg=norm_cfg),
     decode_head=dict(in_channels=[64] * 4, channels=32, norm_cfg=norm_cfg),
@@ -157,10 +158,12 @@ def test_upernet_trains_and_evaluates_on_ade20k_format(
     assert len(tested) == 1 and {'aAcc', 'mIoU', 'mAcc'} <= set(tested[0])
     assert all(0 <= tested[0][k] <= 100 for k in ('aAcc', 'mIoU', 'mAcc'))
     # training started from the pre-trained weights (StrictPretrained raises
-    # on a missing key): all 55 of the tiny backbone
+    # on a missing key): all 54 of the tiny stock ViT (the pre-training-only
+    # mask token dropped)
     logs = ''.join(
         open(p).read() for p in glob.glob(osp.join(work_dir, '*', '*.log')))
-    assert 'StrictPretrained: loaded 55 keys of NoiseMIMViT' in logs
+    assert 'StrictPretrained: loaded 54 keys of VisionTransformer' in logs
+    assert 'dropped pre-training-only keys: mask_token' in logs
 
 
 @pytest.mark.parametrize(
@@ -178,9 +181,11 @@ def test_config_loads_vit_b_checkpoint_with_no_missing_key(
         model.init_weights()
 
     backbone = model.backbone
+    assert type(backbone).__module__.startswith('mmpretrain.')  # stock class
     report = backbone.pretrained_report  # StrictPretrained raises on missing
     assert sorted(report.loaded) == sorted(backbone.state_dict())
     assert report.new == []  # no backbone key kept its random init
+    assert report.pretrain_only == ['mask_token']
     weights = torch.load(vit_b_pretrain_checkpoint)['state_dict']
     torch.testing.assert_close(backbone.layers[11].attn.qkv.weight,
                                weights['backbone.layers.11.attn.qkv.weight'])

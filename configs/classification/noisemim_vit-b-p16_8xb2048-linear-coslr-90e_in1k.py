@@ -2,7 +2,8 @@
 # backbone, BatchNorm + linear head, LARS lr 6.4 at batch 16384 (8 GPUs x
 # 2048), 90 epochs (10 warm-up). Features: the average of the final
 # normalised patch tokens (our choice: NoiseMIM trains no class-token
-# objective), followed by a frozen, identity ln2 (new key).
+# objective), followed by a frozen, identity ln2 (new key). The backbone is
+# mmpretrain's stock VisionTransformer, all of it frozen.
 #   bash tools/dist_train.sh \
 #       configs/classification/noisemim_vit-b-p16_8xb2048-linear-coslr-90e_in1k.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=PRETRAIN.pth
@@ -17,7 +18,7 @@ test_dataloader = dict(drop_last=False)
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='NoiseMIMViT',
+        type='VisionTransformer',
         arch='b',
         img_size=224,
         patch_size=16,
@@ -36,10 +37,6 @@ model = dict(
         in_channels=768,
         loss=dict(type='CrossEntropyLoss'),
         init_cfg=[dict(type='TruncNormal', layer='Linear', std=0.01)]))
-# The (frozen) backbone's mask_token is trainable but unused.
-model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)
-
 optim_wrapper = dict(
     type='AmpOptimWrapper',
     optimizer=dict(type='LARS', lr=6.4, weight_decay=0.0, momentum=0.9))

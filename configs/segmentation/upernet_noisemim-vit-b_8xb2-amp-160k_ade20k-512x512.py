@@ -1,7 +1,8 @@
 # UperNet on ADE20K (150 classes) at 512x512 with a NoiseMIM ViT-B/16,
 # 160k iterations x 16 images (8 GPUs x 2). MAE reference (MAE paper, mmseg):
 # 48.1 mIoU (single scale).
-#   bash tools/dist_train.sh configs/segmentation/upernet_noisemim-vit-b_8xb2-amp-160k_ade20k-512x512.py 8 \
+#   bash tools/dist_train.sh \
+#       configs/segmentation/upernet_noisemim-vit-b_8xb2-amp-160k_ade20k-512x512.py 8 \
 #       --cfg-options model.backbone.init_cfg.checkpoint=/path/to/noisemim_vit-b.pth
 _base_ = [
     './_base_/models/upernet_noisemim-vit-b.py',

@@ -7,7 +7,7 @@ backbone at its random initialisation. :class:`StrictPretrainedInit`
 transfer config of this project::
 
     backbone=dict(
-        type='NoiseMIMViT', ...,
+        type='VisionTransformer', ...,  # mmpretrain's, or NoiseMIMViT(Det)
         init_cfg=dict(type='StrictPretrained', checkpoint=PATH,
                       prefix='backbone.'))
 
@@ -157,8 +157,10 @@ class StrictPretrainedInit:
         map_location (str): Passed to the checkpoint loader.
             Defaults to ``'cpu'``.
 
-    Loading happens in :meth:`load_into`, called by
-    :func:`init_weights_then_load` after the module's own initialisation.
+    Loading happens in :meth:`load_into`: called by :meth:`__call__` (the
+    init_cfg of any ``BaseModule``, e.g. mmpretrain's ``VisionTransformer``)
+    or by :func:`init_weights_then_load` after the module's own
+    initialisation (``NoiseMIMViT``).
     """
 
     def __init__(self,
@@ -179,19 +181,36 @@ class StrictPretrainedInit:
         self.report: Optional[LoadReport] = None
 
     def __call__(self, module: nn.Module) -> None:
-        """mmengine's entry point, which runs *before* the sub-modules'
-        ``init_weights`` (they would overwrite the loaded weights).
+        """mmengine's entry point, for a module that does not defer loading
+        (mmpretrain's stock ``VisionTransformer``, any ``BaseModule``).
+
+        mmengine applies an init_cfg *before* the sub-modules' own
+        ``init_weights``, which would overwrite the loaded weights; so this
+        initialises the sub-modules first (mmengine then skips them), loads,
+        and records the load as the module's ``init_cfg``
+        (``dict(type='Pretrained', checkpoint=..., prefix=...)``): mmpretrain's
+        backbones re-draw their position embedding at the end of
+        ``init_weights`` unless their ``init_cfg`` is such a dict. The
+        :class:`LoadReport` is kept as ``module.pretrained_report``.
+
+        Args:
+            module (nn.Module): The module whose ``init_cfg`` this is.
 
         Raises:
-            TypeError: Always; the module must load through
-                :func:`init_weights_then_load` (``NoiseMIMViT`` does).
+            ValueError: This is not the last entry of the module's
+                ``init_cfg`` (a later one would overwrite the weights).
         """
-        raise TypeError(
-            f'StrictPretrained cannot initialise {type(module).__name__}: '
-            'mmengine applies it before the sub-modules initialise '
-            'themselves, which would overwrite the loaded weights. Use it as '
-            'the init_cfg of a NoiseMIMViT (or of a module whose init_weights '
-            'calls noisemim.models.init_weights_then_load).')
+        init_cfg = getattr(module, 'init_cfg', None)
+        if isinstance(init_cfg, list) and not is_strict_pretrained(
+                init_cfg[-1]):
+            raise ValueError(
+                f'StrictPretrained must be the last init_cfg entry of '
+                f'{type(module).__name__} (a later entry would overwrite the '
+                f'loaded weights), got {init_cfg!r}')
+        init_children(module)
+        module.pretrained_report = self.load_into(module)
+        module.init_cfg = dict(
+            type='Pretrained', checkpoint=self.checkpoint, prefix=self.prefix)
 
     def load_into(self, module: nn.Module) -> LoadReport:
         """Load the weights into ``module`` through its ``load_state_dict``
@@ -284,6 +303,25 @@ class StrictPretrainedInit:
 
     def _get_init_info(self) -> str:
         return f'{type(self).__name__}: load from {self.checkpoint}'
+
+
+def init_children(module: nn.Module) -> None:
+    """Run the ``init_weights`` of the sub-modules not yet initialised, as
+    mmengine's ``BaseModule.init_weights`` does after the module's own
+    init_cfg (it then skips them: they are marked initialised).
+
+    Args:
+        module (nn.Module): The parent module.
+    """
+    for child in module.children():
+        if hasattr(child, 'init_weights') and not getattr(
+                child, 'is_init', False):
+            child.init_weights()
+            if hasattr(child, '_params_init_info'):
+                update_init_info(
+                    child,
+                    init_info=f'Initialized by user-defined `init_weights` '
+                    f'in {type(child).__name__} ')
 
 
 def is_strict_pretrained(init_cfg: object) -> bool:

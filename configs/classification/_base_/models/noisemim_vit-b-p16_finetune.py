@@ -1,6 +1,8 @@
 # ImageClassifier over the NoiseMIM ViT-B/16 for end-to-end fine-tuning (the
 # MAE recipe): average-pooled patch tokens, drop path 0.1, label smoothing
-# 0.1, Mixup 0.8 and CutMix 1.0. The backbone keeps pre-training's final norm
+# 0.1, Mixup 0.8 and CutMix 1.0. The backbone is mmpretrain's stock
+# VisionTransformer (the NoiseMIM encoder without its pre-training-only mask
+# token, which StrictPretrained drops); it keeps pre-training's final norm
 # (ln1) and adds a norm after pooling (ln2, new; the only key not loaded).
 # Point init_cfg.checkpoint at a NoiseMIM pre-training checkpoint or at a
 # published backbone file (tools/model_converters/publish_checkpoint.py):
@@ -8,7 +10,7 @@
 model = dict(
     type='ImageClassifier',
     backbone=dict(
-        type='NoiseMIMViT',
+        type='VisionTransformer',
         arch='b',
         img_size=224,
         patch_size=16,
@@ -32,6 +34,3 @@ model = dict(
         dict(type='Mixup', alpha=0.8),
         dict(type='CutMix', alpha=1.0)
     ]))
-# NoiseMIMViT keeps its pre-training mask_token, unused downstream.
-model_wrapper_cfg = dict(
-    type='MMDistributedDataParallel', find_unused_parameters=True)

@@ -1,4 +1,6 @@
-# UperNet on a NoiseMIM ViT-B/16 (mmseg's MAE recipe): features of blocks
+# UperNet on a NoiseMIM ViT-B/16 (mmseg's MAE recipe), the backbone being
+# mmpretrain's stock VisionTransformer (StrictPretrained drops the
+# pre-training-only mask token): features of blocks
 # 3, 5, 7 and 11 as 1/16 maps, Feature2Pyramid to strides 4, 8, 16 and 32,
 # UPerHead + an FCN auxiliary head on the 1/16 level. The 224 px position
 # embedding is resized to the 32x32 grid of 512 px when the weights load.
@@ -11,7 +13,7 @@ model = dict(
     data_preprocessor=dict(size=(512, 512)),
     backbone=dict(
         _delete_=True,
-        type='mmpretrain.NoiseMIMViT',
+        type='mmpretrain.VisionTransformer',
         arch='b',
         img_size=512,
         patch_size=16,
