@@ -16,7 +16,8 @@ STUDY = osp.join(ROOT, 'configs', 'pretrain', 'study')
 CELLS = sorted(
     osp.basename(p)[:-3] for p in glob.glob(osp.join(STUDY, '*.py')))
 NAME = re.compile(r'^(maskonly_(encoder|decoder)|(substitutive|conjunctive)_'
-                  r'(encoder_(pixel|feature_l\d+)|decoder_pixel))$')
+                  r'(encoder_(pixel|feature_l\d+)|decoder_pixel)|'
+                  r'conjunctive_encoder_feature_l2_(nodisruption|hard))$')
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +32,8 @@ def expected_losses(cell: str) -> set:
     """The loss terms a cell must log, read from its name."""
     if cell == 'maskonly_decoder':
         return {'loss'}  # mmpretrain's MAE
+    if cell.endswith(('_nodisruption', '_hard')):
+        return {'loss_mim', 'loss_denoise'}  # no disruption loss term
     if cell.startswith('conjunctive_encoder'):
         return {'loss_mim', 'loss_denoise', 'loss_disruption'}
     if cell == 'conjunctive_decoder_pixel':
@@ -77,3 +80,37 @@ def test_cell_builds_and_trains_one_step(cell):
     assert all(torch.isfinite(v) for v in log_vars.values())
     after = model.backbone.layers[0].attn.qkv.weight
     assert torch.isfinite(after).all() and not torch.equal(before, after)
+
+
+@pytest.mark.parametrize('name', ['photo_crops', 'digits', 'imagenet100_vit-s'])
+def test_protocol_cells_exist(name):
+    from noisemim.study import load_protocol
+    protocol = load_protocol(osp.join(STUDY, 'protocols', name + '.py'))
+    cells = protocol.cells + protocol.principle_cells
+    assert cells and protocol.probe.train and protocol.probe.val
+    for cell in cells:
+        assert osp.isfile(osp.join(STUDY, cell + '.py')), cell
+
+
+GPU_CELLS = sorted(
+    osp.basename(p)[:-3]
+    for p in glob.glob(osp.join(STUDY, 'imagenet100', '*.py')))
+
+
+@pytest.mark.parametrize('cell', GPU_CELLS)
+def test_gpu_preset_cells_are_vit_s(cell):
+    """The ImageNet-100 preset's cells build at ViT-S/16, 224 px (not run)."""
+    assert cell in CELLS  # the same grid cell as at the CPU scale
+    cfg = Config.fromfile(osp.join(STUDY, 'imagenet100', cell + '.py'))
+    init_default_scope(cfg.default_scope)
+    model_cfg = cfg.model.copy()
+    model_cfg.setdefault('data_preprocessor', cfg.data_preprocessor)
+    model = MODELS.build(model_cfg)
+    vit = model.backbone
+    assert (vit.embed_dims, len(vit.layers), vit.patch_resolution) == (
+        384, 12, (14, 14))
+    assert vit.layers[0].attn.num_heads == 6
+    assert cfg.train_dataloader.dataset.data_root == 'data/imagenet100/'
+    tiny = Config.fromfile(osp.join(STUDY, cell + '.py'))
+    assert cfg.model.type == tiny.model.type
+    assert cfg.get('study_method') == tiny.get('study_method')

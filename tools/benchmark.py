@@ -28,6 +28,7 @@ import noisemim  # noqa: F401  (registers noisemim's modules)
 from noisemim.benchmark import (NOISEMIM_NAME, SIMMIM_NAME, Worker,
                                 WorkerSpec, benchmark_models, format_table,
                                 peak_bf16_flops, pipeline_throughput)
+from noisemim.benchmark.pipeline import cpus_per_device, feed_estimate
 
 RANGES = ('noisemim.sample_corruption', 'noisemim.noise_injection',
           'noisemim.disruption_loss')
@@ -159,6 +160,8 @@ def run(args: argparse.Namespace) -> dict:
             cfg, args.pipeline_images)
         results['pipeline_workers'] = cfg.train_dataloader.get(
             'num_workers', 0)
+        results['pipeline_cpus_per_device'] = cpus_per_device(
+            torch.cuda.device_count() if args.device == 'cuda' else 1)
     patch = cfg.model.backbone.patch_size
     results['morphing'] = morphing_cost(args, (img_size // patch)**2)
     return results
@@ -215,7 +218,13 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
               'cores)', 'images/s': f'{rate * max(workers, 1):.1f}'},
              {'data pipeline (config train_pipeline, EmbeddedPhotos)':
               'NoiseMIM training step (for comparison)',
-              'images/s': f'{model_rate:.2f}'}]))
+              'images/s': f'{model_rate:.2f}'},
+             {'data pipeline (config train_pipeline, EmbeddedPhotos)':
+              'input-bound? (cores per device: '
+              f"{results.get('pipeline_cpus_per_device', 'unknown')})",
+              'images/s': feed_estimate(
+                  rate, workers, model_rate,
+                  results.get('pipeline_cpus_per_device')).verdict()}]))
     morphing = results.get('morphing')
     if morphing is None:
         out.append('token morphing: noisemim.models.morphing.'

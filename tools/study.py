@@ -1,17 +1,19 @@
 """The corruption design-space study: pre-train cells, probe frozen features.
 
-Each chosen cell (a config of ``configs/pretrain/study/``) is pre-trained for a
-fixed number of iterations on scikit-image's photographs through the mmengine
-Runner, once per seed; its frozen ViT then embeds scikit-learn's handwritten
-digits (resized to the model's input, 3 channels), scored by k-NN and by a
-linear probe on a held-out half. Writes ``study.md`` (mean ± std over seeds),
-``study.png`` and ``study.json`` to the work dir. Example::
+A protocol (``configs/pretrain/study/protocols/``) names the cells, the
+budget, the pre-training data and the probe data. Each cell (a config of
+``configs/pretrain/study/``) is pre-trained through the mmengine Runner once
+per seed; its frozen ViT then embeds the probe's train and val splits (any
+mmpretrain classification dataset), scored by cosine k-NN and a linear probe,
+and the paper's analyses (head diversity, feature spectrum) are measured per
+block. Writes ``study.md`` (mean ± std over seeds), ``study.png``,
+``study_analyses.png`` and ``study.json`` to the work dir. Example::
 
-    python tools/study.py --cells maskonly_decoder maskonly_encoder \\
-        conjunctive_encoder_feature_l2 substitutive_decoder_pixel \\
-        --iters 200 --seeds 0 1 2 --work-dir work_dirs/study
+    python tools/study.py --protocol photo_crops --principles \\
+        --work-dir work_dirs/study
 """
 import argparse
+import gc
 import json
 import logging
 import os
@@ -30,42 +32,50 @@ from mmengine.runner import Runner, set_random_seed
 from tqdm import tqdm
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
-from noisemim.study import (FormattedOnceConfig, extract_features,
-                            load_digit_images, plot_summaries, probe_features,
+from noisemim.study import (FormattedOnceConfig, ProbeSet, analyze_cell,
+                            apply_protocol, extract_features, load_protocol,
+                            plot_analyses, plot_summaries, probe_features,
                             set_budget, summarize, write_markdown)
 
 STUDY_DIR = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'pretrain',
     'study')
-DEFAULT_CELLS = ('maskonly_decoder', 'maskonly_encoder',
-                 'conjunctive_encoder_feature_l2',
-                 'substitutive_decoder_pixel')
+PROTOCOL_DIR = osp.join(STUDY_DIR, 'protocols')
+DEFAULT_PROTOCOL = 'photo_crops'
 RANDOM_INIT = 'random_init'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument(
+        '--protocol',
+        default=DEFAULT_PROTOCOL,
+        help='protocol name in configs/pretrain/study/protocols/ (or a path)')
+    parser.add_argument(
         '--cells',
         nargs='+',
-        default=list(DEFAULT_CELLS),
-        help='config names in configs/pretrain/study/ (or config paths)')
+        help='config names in configs/pretrain/study/ (or config paths); '
+        "default: the protocol's cells")
     parser.add_argument(
-        '--iters', type=int, default=200, help='pre-training iterations')
+        '--principles',
+        action='store_true',
+        help="add the protocol's principle_cells (paper A's ablations)")
     parser.add_argument(
-        '--seeds', type=int, nargs='+', default=[0, 1, 2],
-        help='one pre-training run and one digits split per seed')
+        '--iters', type=int, help='pre-training iterations per run')
+    parser.add_argument(
+        '--seeds', type=int, nargs='+', help='one pre-training run per seed')
     parser.add_argument(
         '--random-init',
-        action='store_true',
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help='add a row for the untrained encoder of the first cell')
     parser.add_argument(
-        '--num-digits',
-        type=int,
-        default=None,
-        help='use the first N digits only (default: all 1,797)')
+        '--knn-k', type=int, help='neighbours of the k-NN probe')
     parser.add_argument(
-        '--knn-k', type=int, default=10, help='neighbours of the k-NN probe')
+        '--probe-blocks',
+        type=int,
+        nargs='*',
+        help='also probe these blocks (0-based) besides the final norm')
     parser.add_argument(
         '--threads',
         type=int,
@@ -79,23 +89,35 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         nargs='+',
         action=DictAction,
         help='overrides applied to every cell, key=value')
+    parser.add_argument(
+        '--protocol-options',
+        nargs='+',
+        action=DictAction,
+        help='overrides of the protocol, key=value (e.g. '
+        'probe.val.num_per_class=8)')
     return parser.parse_args(argv)
+
+
+def find_config(name: str, folder: str, what: str) -> str:
+    """The path of a config given by name (in ``folder``) or path."""
+    path = name if name.endswith('.py') else osp.join(folder, name + '.py')
+    if not osp.isfile(path):
+        known = sorted(f[:-3] for f in os.listdir(folder) if f.endswith('.py'))
+        raise FileNotFoundError(f'Unknown {what} {name!r}: no {path}. '
+                                f'Known: {", ".join(known)}')
+    return path
 
 
 def cell_config(cell: str) -> str:
     """The config path of a cell name (or the path itself)."""
-    path = cell if cell.endswith('.py') else osp.join(STUDY_DIR, cell + '.py')
-    if not osp.isfile(path):
-        known = sorted(
-            f[:-3] for f in os.listdir(STUDY_DIR) if f.endswith('.py'))
-        raise FileNotFoundError(f'Unknown study cell {cell!r}: no {path}. '
-                                f'Known cells: {", ".join(known)}')
-    return path
+    return find_config(cell, STUDY_DIR, 'study cell')
 
 
-def load_cell(cell: str, args: argparse.Namespace) -> Config:
-    """The cell's config with the study's overrides."""
+def load_cell(cell: str, protocol: Config,
+              args: argparse.Namespace) -> Config:
+    """The cell's config with the protocol's and the command's overrides."""
     cfg = Config.fromfile(cell_config(cell))
+    apply_protocol(cfg, protocol)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     cfg.log_level = 'WARNING'
@@ -133,6 +155,8 @@ def random_init(cfg: Config, seed: int) -> Dict:
     model_cfg.setdefault('data_preprocessor', cfg.get('data_preprocessor'))
     model = MODELS.build(model_cfg)
     model.init_weights()
+    if torch.cuda.is_available():
+        model = model.cuda()
     return dict(model=model, loss=float('nan'), seconds=0.)
 
 
@@ -146,72 +170,141 @@ def machine() -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
+    gpu = (torch.cuda.get_device_name() if torch.cuda.is_available() else
+           'no GPU used')
     load = ', '.join(f'{x:.1f}' for x in os.getloadavg())
-    return (f'{cpu}, {os.cpu_count()} CPU cores, no GPU used; torch '
+    return (f'{cpu}, {os.cpu_count()} CPU cores, {gpu}; torch '
             f'{torch.__version__} with {torch.get_num_threads()} thread(s); '
             f'load average at the end {load}')
 
 
+def probe_run(model: torch.nn.Module, probe_sets: Dict[str, ProbeSet],
+              protocol: Config, seed: int) -> Dict:
+    """Probe one trained (or untrained) model and analyse it."""
+    probe = protocol.probe
+    train_x, train_y = extract_features(model, probe_sets['train'],
+                                        probe.blocks)
+    val_x, val_y = extract_features(model, probe_sets['val'], probe.blocks)
+    results = {
+        name: probe_features(
+            train_x[name], train_y, val_x[name], val_y, seed=seed,
+            k=probe.knn_k).__dict__
+        for name in train_x
+    }
+    final = results.pop('final')
+    out = dict(knn=final['knn'], linear=final['linear'], blocks=results)
+    if protocol.analysis_images:
+        images = probe_sets['val'].head(protocol.analysis_images)
+        out['analyses'] = analyze_cell(model, images)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     args = parse_args(argv)
+    protocol = load_protocol(
+        find_config(args.protocol, PROTOCOL_DIR, 'study protocol'),
+        args.protocol_options)
+    cells = list(args.cells or protocol.cells)
+    if args.principles:
+        cells += [c for c in protocol.principle_cells if c not in cells]
+    if not cells:
+        raise ValueError('no cells: give --cells or a protocol with cells')
+    iters = args.iters or protocol.iters
+    seeds = args.seeds or protocol.seeds
+    use_random_init = (protocol.random_init
+                       if args.random_init is None else args.random_init)
+    if args.knn_k is not None:
+        protocol.probe.knn_k = args.knn_k
+    if args.probe_blocks is not None:
+        protocol.probe.blocks = args.probe_blocks
+
     torch.set_num_threads(args.threads)
     MMLogger.get_instance('mmengine').setLevel(logging.WARNING)
     os.makedirs(args.work_dir, exist_ok=True)
-    configs = {cell: load_cell(cell, args) for cell in args.cells}
-    img_size = configs[args.cells[0]].model.backbone.img_size
-    images, labels = load_digit_images(img_size, args.num_digits)
+    configs = {cell: load_cell(cell, protocol, args) for cell in cells}
+    init_default_scope('mmpretrain')
+    probe_sets = {
+        split: ProbeSet(
+            protocol.probe[split],
+            batch_size=protocol.probe.batch_size,
+            num_workers=protocol.probe.num_workers,
+            cache=protocol.probe.cache)
+        for split in ('train', 'val')
+    }
+    img_size = probe_sets['val'].image_size
+    for cell, cfg in configs.items():
+        size = cfg.model.backbone.get('img_size')
+        size = (size, size) if isinstance(size, int) else tuple(size or ())
+        if size and size != img_size:
+            raise ValueError(
+                f'the probe images are {img_size[0]}x{img_size[1]} but cell '
+                f'{cell} takes {size[0]}x{size[1]}; make the probe pipeline '
+                "resize to the cells' img_size")
 
-    jobs = [(cell, seed) for cell in args.cells for seed in args.seeds]
-    if args.random_init:
-        jobs = [(RANDOM_INIT, seed) for seed in args.seeds] + jobs
+    jobs = [(cell, seed) for cell in cells for seed in seeds]
+    if use_random_init:
+        jobs = [(RANDOM_INIT, seed) for seed in seeds] + jobs
     runs = []
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     for cell, seed in tqdm(jobs, desc='study', unit='run', dynamic_ncols=True):
         if cell == RANDOM_INIT:
-            cfg = load_cell(args.cells[0], args)
+            cfg = configs[cells[0]]
             trained = random_init(cfg, seed)
-            method = f'untrained encoder of {args.cells[0]}'
+            method = f'untrained encoder of {cells[0]}'
         else:
-            cfg = load_cell(cell, args)
+            cfg = load_cell(cell, protocol, args)
             method = cfg.get('study_method', cfg.model.type)
-            trained = pretrain(cfg, cell, seed, args.iters, args.work_dir)
-        if cfg.model.backbone.img_size != img_size:
-            raise ValueError(f'All cells must share one input size; {cell} '
-                             f'has {cfg.model.backbone.img_size}, the first '
-                             f'{img_size}.')
-        features = extract_features(trained['model'], images)
-        result = probe_features(features, labels, seed, k=args.knn_k)
+            trained = pretrain(cfg, cell, seed, iters, args.work_dir)
+        result = probe_run(trained['model'], probe_sets, protocol, seed)
         runs.append(
             dict(
                 cell=cell,
                 method=method,
                 seed=seed,
-                knn=result.knn,
-                linear=result.linear,
                 loss=trained['loss'],
-                seconds=trained['seconds']))
+                seconds=trained['seconds'],
+                **result))
+        del trained
+        gc.collect()
     wall = time.time() - start
+    cpu = time.process_time() - cpu_start
 
     command = 'python tools/study.py ' + ' '.join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     where = machine()
+    probe = protocol.probe
     header = (
         f'Command: `{command}`\n\n'
-        f'Machine: {where}. Total wall time {wall / 60:.1f} min.\n\n'
-        f'Pre-training: {args.iters} iterations on scikit-image\'s '
-        f'photographs per run; seeds {args.seeds}. Probe: {len(labels)} '
-        f'digits at {img_size} px, stratified 50/50 split per seed, cosine '
-        f'{args.knn_k}-NN and logistic regression on standardised '
-        'mean-pooled final patch tokens.')
+        f'Machine: {where}. Total wall time {wall / 60:.1f} min '
+        f'(CPU time of the process {cpu / 60:.1f} min).\n\n'
+        f'Protocol `{args.protocol}`: {protocol.description} '
+        f'Pre-training: {iters} iterations per run; seeds {seeds}. Probe: '
+        f'{len(probe_sets["train"])} training and {len(probe_sets["val"])} '
+        f'validation images at {img_size[0]} px; cosine {probe.knn_k}-NN '
+        'and logistic regression on standardised mean-pooled final-norm '
+        'patch tokens.')
     summaries = summarize(runs)
-    md = write_markdown(summaries, osp.join(args.work_dir, 'study.md'), header)
-    plot_summaries(
-        summaries, osp.join(args.work_dir, 'study.png'),
-        f'{args.iters} iterations, seeds {args.seeds}, '
-        f'{len(labels)} digits (mean ± std over seeds)')
+    floor = RANDOM_INIT if use_random_init else None
+    md = write_markdown(summaries, osp.join(args.work_dir, 'study.md'),
+                        header, floor)
+    title = (f'protocol {args.protocol}, {iters} iterations, seeds {seeds} '
+             '(mean ± std over seeds)')
+    plot_summaries(summaries, osp.join(args.work_dir, 'study.png'), title)
+    plot_analyses(summaries, osp.join(args.work_dir, 'study_analyses.png'),
+                  title)
     with open(osp.join(args.work_dir, 'study.json'), 'w') as f:
-        json.dump(dict(command=command, machine=where, wall_s=wall,
-                       runs=runs), f, indent=1)
+        json.dump(
+            dict(
+                command=command,
+                machine=where,
+                wall_s=wall,
+                cpu_s=cpu,
+                protocol=args.protocol,
+                iters=iters,
+                seeds=seeds,
+                runs=runs),
+            f,
+            indent=1)
     print(md)
     return runs
 

@@ -1,15 +1,24 @@
-"""The corruption design-space study: budgets, frozen-feature probes, reports.
+"""The corruption design-space study: protocols, probe data, frozen-feature
+probes, per-cell analyses and reports.
 
-Used by ``tools/study.py``; nothing here is registered in a registry.
+Used by ``tools/study.py``. Importing it registers the study's probe
+datasets (``PhotoCrops``, ``SklearnDigits``) in mmpretrain's ``DATASETS``.
 """
+from .analyses import analyze_cell
 from .budget import set_budget
-from .digits import load_digit_images
+from .digits import SklearnDigits
 from .fast_config import FormattedOnceConfig
-from .probe import ProbeResult, extract_features, probe_features
-from .report import CellSummary, plot_summaries, summarize, write_markdown
+from .photo_crops import PhotoCrops, default_photos
+from .probe import (ProbeResult, ProbeSet, encode, extract_features,
+                    probe_features)
+from .protocol import apply_protocol, load_protocol
+from .report import (CellSummary, beats, plot_analyses, plot_summaries,
+                     summarize, write_markdown)
 
 __all__ = [
-    'set_budget', 'load_digit_images', 'FormattedOnceConfig', 'ProbeResult',
-    'extract_features', 'probe_features', 'CellSummary', 'summarize',
-    'write_markdown', 'plot_summaries'
+    'analyze_cell', 'set_budget', 'SklearnDigits', 'FormattedOnceConfig',
+    'PhotoCrops', 'default_photos', 'ProbeResult', 'ProbeSet', 'encode',
+    'extract_features', 'probe_features', 'apply_protocol', 'load_protocol',
+    'CellSummary', 'beats', 'plot_analyses', 'plot_summaries', 'summarize',
+    'write_markdown'
 ]

@@ -1,22 +1,30 @@
-"""The study's outputs: a Markdown table (mean ± std over seeds) and a plot."""
-from dataclasses import dataclass
-from typing import Dict, List, Sequence
+"""The study's outputs: Markdown tables (mean ± std over seeds) and plots."""
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+PROBES = ('knn', 'linear')
 
 
 @dataclass
 class CellSummary:
-    """One row of the table.
+    """One row of the table: a cell's results over seeds.
 
     Attributes:
         cell (str): The config name (the cell of the grid).
         method (str): What the cell is (``study_method`` of the config).
-        knn (np.ndarray): k-NN accuracies, one per seed (%).
-        linear (np.ndarray): Linear-probe accuracies, one per seed (%).
+        knn (np.ndarray): k-NN accuracies (final norm), one per seed (%).
+        linear (np.ndarray): Linear-probe accuracies (final norm), one per
+            seed (%).
         loss (np.ndarray): Final training losses (mean of the last 10
             iterations), one per seed; NaN without training.
         seconds (np.ndarray): Pre-training wall time per seed.
+        blocks (dict): Feature name (``'block<i>'``) -> ``{'knn': ...,
+            'linear': ...}`` accuracies per seed.
+        head_kl (dict): Block -> mean KL between heads, one per seed.
+        high_freq (dict): Block -> ``Delta log amplitude`` at the highest
+            frequency, one per seed.
     """
     cell: str
     method: str
@@ -24,6 +32,9 @@ class CellSummary:
     linear: np.ndarray
     loss: np.ndarray
     seconds: np.ndarray
+    blocks: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
+    head_kl: Dict[str, np.ndarray] = field(default_factory=dict)
+    high_freq: Dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
@@ -31,7 +42,9 @@ def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
 
     Args:
         runs (Sequence[dict]): Dicts with ``cell``, ``method``, ``knn``,
-            ``linear``, ``loss`` and ``seconds``.
+            ``linear``, ``loss`` and ``seconds``; optionally ``blocks``
+            (name -> ``{'knn', 'linear'}``) and ``analyses`` (the output of
+            :func:`~noisemim.study.analyses.analyze_cell`).
 
     Returns:
         List[CellSummary]: One summary per cell.
@@ -40,14 +53,35 @@ def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
     for run in runs:
         cells.setdefault(run['cell'], []).append(run)
 
-    def values(rows: List[Dict], key: str) -> np.ndarray:
-        return np.array([r[key] for r in rows], dtype=float)
+    def values(rows: List[Dict], get) -> np.ndarray:
+        return np.array([get(r) for r in rows], dtype=float)
 
-    return [
-        CellSummary(cell, rows[0]['method'], values(rows, 'knn'),
-                    values(rows, 'linear'), values(rows, 'loss'),
-                    values(rows, 'seconds')) for cell, rows in cells.items()
-    ]
+    summaries = []
+    for cell, rows in cells.items():
+        summary = CellSummary(cell, rows[0]['method'],
+                              values(rows, lambda r: r['knn']),
+                              values(rows, lambda r: r['linear']),
+                              values(rows, lambda r: r['loss']),
+                              values(rows, lambda r: r['seconds']))
+        for name in rows[0].get('blocks', {}):
+            summary.blocks[name] = {
+                p: values(rows, lambda r: r['blocks'][name][p])
+                for p in PROBES
+            }
+        if all('analyses' in r for r in rows):
+            for b in rows[0]['analyses']['head_kl']:
+                summary.head_kl[b] = values(
+                    rows,
+                    lambda r: np.mean(r['analyses']['head_kl'][b]))
+                summary.high_freq[b] = values(
+                    rows, lambda r: r['analyses']['spectrum'][b][-1])
+        summaries.append(summary)
+    return summaries
+
+
+def std(values: np.ndarray) -> float:
+    """Sample standard deviation over seeds (0 for one seed)."""
+    return float(values.std(ddof=1)) if len(values) > 1 else 0.
 
 
 def mean_std(values: np.ndarray, digits: int = 1) -> str:
@@ -56,34 +90,100 @@ def mean_std(values: np.ndarray, digits: int = 1) -> str:
         return 'n/a'
     if len(values) < 2:
         return f'{values.mean():.{digits}f}'
-    return f'{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}'
+    return f'{values.mean():.{digits}f} ± {std(values):.{digits}f}'
 
 
-def write_markdown(summaries: Sequence[CellSummary], path: str,
-                   header: str = '') -> str:
-    """Write (and return) the Markdown table.
+def beats(a: np.ndarray, b: np.ndarray) -> Optional[bool]:
+    """Whether ``a`` beats ``b`` by the study's margin: ``mean(a) - 2 std(a)
+    > mean(b) + 2 std(b)`` (sample std over seeds).
+
+    Returns:
+        bool, optional: None with fewer than 2 seeds on either side.
+    """
+    if len(a) < 2 or len(b) < 2:
+        return None
+    return bool(a.mean() - 2 * std(a) > b.mean() + 2 * std(b))
+
+
+def _margin(s: CellSummary, floor: Optional[CellSummary]) -> str:
+    if floor is None or s is floor:
+        return '–'
+    marks = []
+    for p in PROBES:
+        won = beats(getattr(s, p), getattr(floor, p))
+        marks.append('?' if won is None else 'yes' if won else 'no')
+    return ' / '.join(marks)
+
+
+def write_markdown(summaries: Sequence[CellSummary],
+                   path: str,
+                   header: str = '',
+                   floor: Optional[str] = None) -> str:
+    """Write (and return) the Markdown report.
 
     Args:
         summaries (Sequence[CellSummary]): The rows.
         path (str): The ``.md`` file to write.
         header (str): Text put above the table (command, machine, ...).
+        floor (str, optional): The cell that every other row is compared
+            with (the untrained encoder): a column says whether the row
+            beats it by two standard deviations on each side.
 
     Returns:
         str: The Markdown text.
     """
+    base = next((s for s in summaries if s.cell == floor), None)
     lines = [
         '| cell | method | k-NN acc. (%) | linear probe acc. (%) '
+        '| beats untrained by 2σ (k-NN / linear) '
         '| final train loss | pre-train s / run |',
-        '| --- | --- | --- | --- | --- | --- |',
+        '| --- | --- | --- | --- | --- | --- | --- |',
     ]
     for s in summaries:
         lines.append(f'| `{s.cell}` | {s.method} | {mean_std(s.knn)} '
-                     f'| {mean_std(s.linear)} | {mean_std(s.loss, 3)} '
+                     f'| {mean_std(s.linear)} | {_margin(s, base)} '
+                     f'| {mean_std(s.loss, 3)} '
                      f'| {mean_std(s.seconds, 0)} |')
+    names = list(summaries[0].blocks) if summaries else []
+    if names:
+        lines += [
+            '', 'Probes on intermediate blocks (mean-pooled block outputs, '
+            'before the final norm; k-NN / linear, %):', '',
+            '| cell | ' + ' | '.join(names) + ' |',
+            '| --- |' + ' --- |' * len(names)
+        ]
+        for s in summaries:
+            cells = [
+                f'{mean_std(s.blocks[n]["knn"])} / '
+                f'{mean_std(s.blocks[n]["linear"])}' for n in names
+            ]
+            lines.append(f'| `{s.cell}` | ' + ' | '.join(cells) + ' |')
+    blocks = list(summaries[0].head_kl) if summaries else []
+    if blocks:
+        lines += [
+            '', 'Analyses on clean validation images, per block (mean ± std '
+            'over seeds): mean KL divergence between attention heads, and '
+            'Δ log amplitude of the features at the highest frequency:', '',
+            '| cell | ' + ' | '.join(f'KL block {b}' for b in blocks) +
+            ' | ' + ' | '.join(f'Δ at π, block {b}' for b in blocks) + ' |',
+            '| --- |' + ' --- |' * (2 * len(blocks))
+        ]
+        for s in summaries:
+            lines.append(f'| `{s.cell}` | ' + ' | '.join(
+                mean_std(s.head_kl[b], 2) for b in blocks) + ' | ' +
+                ' | '.join(mean_std(s.high_freq[b], 2) for b in blocks) +
+                ' |')
     text = (header.rstrip() + '\n\n' if header else '') + '\n'.join(lines)
     with open(path, 'w') as f:
         f.write(text + '\n')
     return text
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
 
 
 def plot_summaries(summaries: Sequence[CellSummary], path: str,
@@ -95,13 +195,7 @@ def plot_summaries(summaries: Sequence[CellSummary], path: str,
         path (str): The ``.png`` file to write.
         title (str): The figure title.
     """
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-
-    def std(values: np.ndarray) -> float:
-        return float(values.std(ddof=1)) if len(values) > 1 else 0.
-
+    plt = _pyplot()
     y = np.arange(len(summaries))
     height = 0.38
     fig, ax = plt.subplots(figsize=(8, 1.2 + 0.6 * len(summaries)))
@@ -114,12 +208,57 @@ def plot_summaries(summaries: Sequence[CellSummary], path: str,
             capsize=3,
             label=label)
     ax.set_yticks(y, [f'{s.cell}\n({s.method})' for s in summaries],
-                  fontsize=8)
+                  fontsize=7)
     ax.invert_yaxis()
-    ax.set_xlabel('accuracy on held-out digits (%)')
+    ax.set_xlabel('validation accuracy of the probe (%)')
     ax.set_title(title, fontsize=9)
     ax.legend(loc='lower right')
     ax.grid(axis='x', alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_analyses(summaries: Sequence[CellSummary], path: str,
+                  title: str = '') -> bool:
+    """Per block: mean KL between heads (left) and ``Delta log amplitude``
+    at the highest frequency (right), one line per cell, ± std over seeds.
+
+    Args:
+        summaries (Sequence[CellSummary]): The rows (those without
+            analyses are left out).
+        path (str): The ``.png`` file to write.
+        title (str): The figure title.
+
+    Returns:
+        bool: False (and nothing written) when no row has analyses.
+    """
+    rows = [s for s in summaries if s.head_kl]
+    if not rows:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for i, s in enumerate(rows):
+        blocks = sorted(s.head_kl, key=int)
+        x = np.array([int(b) for b in blocks]) + (i - len(rows) / 2) * 0.03
+        style = dict(marker='o', capsize=2, label=s.method, lw=1.2, ms=4)
+        axes[0].errorbar(x, [s.head_kl[b].mean() for b in blocks],
+                         yerr=[std(s.head_kl[b]) for b in blocks], **style)
+        axes[1].errorbar(x, [s.high_freq[b].mean() for b in blocks],
+                         yerr=[std(s.high_freq[b]) for b in blocks], **style)
+    axes[0].set_ylabel('mean KL divergence between heads')
+    axes[0].set_title('Attention-head diversity (paper A, Fig. 2)',
+                      fontsize=9)
+    axes[1].set_ylabel('Δ log amplitude at the highest frequency')
+    axes[1].set_title('Feature spectrum (lower: more low-pass)', fontsize=9)
+    for ax in axes:
+        ax.set_xlabel('block')
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=6, loc='best')
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -1,0 +1,57 @@
+# The default CPU protocol: "which photograph is this crop from?"
+#
+# Each of scikit-image's photographs (the stereo duplicate left out) is cut in
+# two: pre-training and the probe's training crops use the left 70 % of its
+# columns, the probe's validation crops come from the held-out right 30 %. The
+# task is in-domain (the same photographs' kind of content) and asks whether
+# the frozen features recognise unseen parts of a scene.
+custom_imports = dict(imports=['noisemim.study'], allow_failed_imports=False)
+description = (
+    'Pre-training on the left 70 % of each of scikit-image\'s photographs '
+    '(random resized crops); probe: which photograph a square crop comes '
+    'from, trained on crops of the left 70 %, validated on crops of the '
+    'held-out right 30 %.')
+cells = [
+    'maskonly_decoder', 'maskonly_encoder', 'conjunctive_encoder_feature_l2',
+    'substitutive_decoder_pixel', 'conjunctive_decoder_pixel'
+]
+# Paper A's principles, one comparison each with conjunctive_encoder_feature_l2
+# (added by --principles): (1) without the disentanglement, or a hard one;
+# (2) pixel instead of feature noise, and noise at block 0 instead of 2.
+principle_cells = [
+    'conjunctive_encoder_feature_l2_nodisruption',
+    'conjunctive_encoder_feature_l2_hard', 'conjunctive_encoder_pixel',
+    'conjunctive_encoder_feature_l0'
+]
+iters = 600
+seeds = [0, 1, 2]
+random_init = True
+img_size = 64
+photos = dict(type='PhotoCrops', holdout=0.3, crop_scale=(0.15, 0.3))
+pretrain_pipeline = [
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        crop_ratio_range=(0.08, 1.0),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackInputs')
+]
+pretrain_dataset = dict(
+    photos, split='pretrain', repeat=4, pipeline=pretrain_pipeline)
+probe_pipeline = [
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='PackInputs')
+]
+probe = dict(
+    train=dict(
+        photos, split='train', num_per_class=32, pipeline=probe_pipeline),
+    val=dict(photos, split='val', num_per_class=32, pipeline=probe_pipeline),
+    knn_k=10,
+    blocks=[1])
+analysis_images = 64

@@ -1,0 +1,54 @@
+"""Paper A's analyses of one trained cell: attention-head diversity (KL
+between heads, per block; the paper's Figure 2) and the feature spectrum
+(relative log amplitude per block), measured with ``noisemim.analysis``."""
+from typing import Dict, List
+
+import torch
+from torch import Tensor, nn
+
+from ..analysis.head_diversity import HeadDiversity, per_head_kl
+from ..analysis.probes import probe_encoder
+from ..analysis.spectrum import SpectrumMeter, tokens_to_feature_map
+from .probe import normalize
+
+
+@torch.no_grad()
+def analyze_cell(model: nn.Module,
+                 images: Tensor,
+                 batch_size: int = 64) -> Dict[str, Dict[str, List[float]]]:
+    """Head diversity and feature spectrum of every block on clean images.
+
+    Args:
+        model (nn.Module): A model with a ViT ``backbone``.
+        images (Tensor): ``(n, 3, H, W)`` ``uint8`` images.
+        batch_size (int): Images per forward pass. Defaults to 64.
+
+    Returns:
+        dict: ``head_kl``: block (as a string, for JSON) -> each head's mean
+        KL divergence to the other heads; ``spectrum``: block ->
+        ``Delta log amplitude`` from frequency 0 to the highest.
+    """
+    was_training = model.training
+    model.eval()
+    heads, spectrum = HeadDiversity(), SpectrumMeter()
+    try:
+        for batch in images.split(batch_size):
+            probe = probe_encoder(model, normalize(model, batch))
+            blocks = list(range(len(probe.attention)))
+            heads.update(blocks, probe.attention)
+            spectrum.update(blocks, [
+                tokens_to_feature_map(f[:, probe.num_extra_tokens:],
+                                      probe.patch_resolution)
+                for f in probe.features
+            ])
+    finally:
+        model.train(was_training)
+    return dict(
+        head_kl={
+            str(b): per_head_kl(kl).tolist()
+            for b, kl in heads.compute().items()
+        },
+        spectrum={
+            str(b): profile.tolist()
+            for b, profile in spectrum.compute().items()
+        })
