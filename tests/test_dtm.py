@@ -164,7 +164,7 @@ def test_loss_is_smooth_l1_of_morphed_predictions_and_targets(
 
     torch.manual_seed(0)  # the same draws: mask, then morphing
     mask = model.mask_sampler(3, (4, 4))
-    tokens = model.backbone(x, mask_only_corruption(mask, 64)).tokens
+    tokens = model.backbone(x, mask_only_corruption(mask, 64, 6)).tokens
     target = model.teacher(x)
     draws = model.morphing.draw()
     assert mask.sum(1).tolist() == [6, 6, 6]
@@ -183,7 +183,7 @@ def test_zero_merges_is_plain_token_distillation(build_model, teacher_file):
     torch.manual_seed(1)
     loss = model.loss(x, [])['loss_dtm']
     torch.manual_seed(1)
-    corruption = mask_only_corruption(model.mask_sampler(2, (4, 4)), 64)
+    corruption = mask_only_corruption(model.mask_sampler(2, (4, 4)), 64, 6)
     pred = model.head.predictor(model.backbone(x, corruption).tokens)
     torch.testing.assert_close(
         loss, F.smooth_l1_loss(pred, model.teacher(x), beta=2.))

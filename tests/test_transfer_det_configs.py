@@ -37,7 +37,7 @@ def check_config(config: str, checkpoint: str, ckpt: dict) -> None:
     print(f'checking {osp.basename(config)}')
     cfg = Config.fromfile(config)
     assert cfg.default_scope == 'mmdet'
-    assert cfg.custom_imports.imports == ['noisemim']
+    assert cfg.custom_imports.imports == ['noisemim', 'noisemim.detection']
     cfg.model.backbone.init_cfg.checkpoint = checkpoint
     with DefaultScope.overwrite_default_scope('mmdet'):
         model = MODELS.build(cfg.model)

@@ -13,10 +13,12 @@ the mask instead (the unmasked patches with the most masked neighbours), so
 every sample has exactly ``num_masking_patches`` and the masks stack into one
 tensor. Drawing on the model side also makes the mask reproducible like the
 rest of the corruption: the generator is seeded from the Runner's seed and
-iteration, and the mask of the whole global batch is drawn on every rank.
+iteration, and the mask of the whole global batch is drawn on every rank (it
+is cheap: bools, ``global batch x patches`` per round, no noise tensor), each
+rank keeping the rows ``rank::world_size``.
 """
 import math
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +33,10 @@ BLOCK_MASK_SEED_SALT = 0xB10C_3A5C
 
 class BlockwiseMaskSampler:
     """Draws BEiT-style block-wise masks; see the module docstring.
+
+    A draw makes no host-device synchronisation: the counts are known in
+    advance, the random numbers of all rounds come from one call, and the
+    index grids and the neighbour kernel are built once per device and grid.
 
     Args:
         num_masking_patches (int): Patches masked per sample. Defaults to 75.
@@ -63,6 +69,21 @@ class BlockwiseMaskSampler:
         self.max_num_patches = max_num_patches or num_masking_patches
         self.log_aspect = (math.log(min_aspect), -math.log(min_aspect))
         self.num_rounds = num_rounds
+        # (h, w, device) -> (grid (2, 1), positions (1, 1, max(h, w)),
+        # neighbour kernel (1, 1, 3, 3)), built once.
+        self._buffers: Dict[Tuple[int, int, str], Tuple[Tensor, ...]] = {}
+
+    def _grid_buffers(self, h: int, w: int,
+                      device: torch.device) -> Tuple[Tensor, ...]:
+        """The fixed tensors of a ``h x w`` grid on ``device`` (cached)."""
+        key = (h, w, str(device))
+        if key not in self._buffers:
+            self._buffers[key] = (
+                torch.tensor([h, w], device=device),
+                torch.arange(max(h, w), device=device).view(1, 1, -1),
+                torch.tensor([[0., 1., 0.], [1., 0., 1.], [0., 1., 0.]],
+                             device=device).view(1, 1, 3, 3))
+        return self._buffers[key]
 
     def __call__(self,
                  batch_size: int,
@@ -88,74 +109,88 @@ class BlockwiseMaskSampler:
             raise ValueError(
                 f'num_masking_patches={self.num_masking_patches} must be '
                 f'smaller than the {h}x{w}={h * w} patches of the image.')
+        device = torch.device(device)
         rank, world_size = 0, 1
         if generator is None:
             rank, world_size = get_dist_info()
             generator = torch.Generator(device).manual_seed(
                 step_seed() ^ BLOCK_MASK_SEED_SALT)
         total = batch_size * world_size
+        grid, positions, _ = self._grid_buffers(h, w, device)
 
-        def rand(*shape: int) -> Tensor:
-            return torch.rand(shape, generator=generator, device=device)
-
-        rows = torch.arange(h, device=device).view(1, h, 1)
-        cols = torch.arange(w, device=device).view(1, 1, w)
+        # All rounds' uniforms at once (area, aspect, top, left), and what
+        # does not depend on the mask: area = min + (max_area - min) * u0 is
+        # max_area * u0 + min * (1 - u0); block height and width per
+        # sqrt(area) are (sqrt(aspect), 1 / sqrt(aspect)).
+        u = torch.rand((self.num_rounds, 4, total),
+                       generator=generator,
+                       device=device)
+        area_base = self.min_num_patches * (1 - u[:, 0])
+        lo, hi = self.log_aspect
+        half_log = (lo + (hi - lo) * u[:, 1]) / 2
+        shape = torch.stack((half_log, -half_log), -1).exp()  # (R, total, 2)
+        offset = u[:, 2:].transpose(1, 2)  # (R, total, 2): top, left
         mask = torch.zeros(total, h, w, dtype=torch.bool, device=device)
-        for _ in range(self.num_rounds):
-            budget = self.num_masking_patches - mask.sum((1, 2))
-            max_area = budget.clamp(max=self.max_num_patches)
-            area = self.min_num_patches + (max_area -
-                                           self.min_num_patches) * rand(total)
-            lo, hi = self.log_aspect
-            aspect = torch.exp(lo + (hi - lo) * rand(total))
-            bh = torch.round(torch.sqrt(area * aspect)).long()
-            bw = torch.round(torch.sqrt(area / aspect)).long()
-            top = (rand(total) * (h - bh + 1).clamp(min=1)).long()
-            left = (rand(total) * (w - bw + 1).clamp(min=1)).long()
-            block = ((rows >= top.view(-1, 1, 1)) &
-                     (rows < (top + bh).view(-1, 1, 1)) &
-                     (cols >= left.view(-1, 1, 1)) &
-                     (cols < (left + bw).view(-1, 1, 1)))
-            new = block & ~mask
+        budget = torch.full((total, ),
+                            self.num_masking_patches,
+                            device=device)
+        for r in range(self.num_rounds):
+            area = torch.addcmul(area_base[r],
+                                 budget.clamp(max=self.max_num_patches),
+                                 u[r, 0])
+            size = (area.sqrt()[:, None] * shape[r]).round().long()
+            start = (offset[r] * (grid + 1 - size).clamp(min=1)).long()
+            # inside[b, 0] marks the block's rows, inside[b, 1] its columns.
+            inside = ((positions >= start[..., None]) &
+                      (positions < (start + size)[..., None]))
+            block = inside[:, 0, :h, None] & inside[:, 1, None, :w]
+            new = block > mask  # in the block, not yet masked
             num_new = new.sum((1, 2))
-            accept = (bh < h) & (bw < w) & (num_new > 0) & (num_new <= budget)
-            mask |= new & accept.view(-1, 1, 1)
-        mask = self._top_up(mask, rand(total, h, w))
+            # (A block that adds nothing changes nothing, accepted or not.)
+            accept = (size < grid).all(1) & (num_new <= budget)
+            mask |= new & accept[:, None, None]
+            budget = budget - num_new * accept
+        mask = self._top_up(mask, budget,
+                            torch.rand((total, h, w),
+                                       generator=generator,
+                                       device=device))
         return mask.flatten(1)[rank::world_size]
 
-    def _top_up(self, mask: Tensor, noise: Tensor) -> Tensor:
-        """Mask the missing patches where they have the most masked
-        neighbours (ties broken by ``noise``)."""
-        missing = self.num_masking_patches - mask.sum((1, 2))
-        neighbours = F.conv2d(
-            mask[:, None].float(),
-            torch.tensor([[0., 1., 0.], [1., 0., 1.], [0., 1., 0.]],
-                         device=mask.device).view(1, 1, 3, 3),
-            padding=1)[:, 0]
+    def _top_up(self, mask: Tensor, missing: Tensor, noise: Tensor) -> Tensor:
+        """Mask the ``missing`` patches of each sample where they have the
+        most masked neighbours (ties broken by ``noise``)."""
+        h, w = mask.shape[1:]
+        kernel = self._grid_buffers(h, w, mask.device)[2]
+        neighbours = F.conv2d(mask[:, None].float(), kernel, padding=1)[:, 0]
         score = (neighbours + noise).masked_fill(mask, -1.).flatten(1)
         rank = score.argsort(1, descending=True).argsort(1)
         return mask | (rank < missing[:, None]).view_as(mask)
 
 
-def mask_only_corruption(mask: Tensor, noise_channels: int) -> Corruption:
+def mask_only_corruption(mask: Tensor, noise_channels: int,
+                         num_masked: int) -> Corruption:
     """A :class:`Corruption` with the mask ``mask`` and no noise.
 
     Args:
-        mask (Tensor): ``(B, N)`` bool, the same number of True per row.
+        mask (Tensor): ``(B, N)`` bool, ``num_masked`` True per row.
         noise_channels (int): The width ``eps`` would have.
+        num_masked (int): The masked patches per row (known to the caller,
+            so that nothing is read back from the device).
 
     Returns:
         Corruption: ``M = mask``, ``S`` empty.
     """
     B, N = mask.shape
-    num_masked = int(mask[0].sum())
+    if not (isinstance(num_masked, int) and 0 <= num_masked <= N):
+        raise ValueError(f'num_masked must be an integer in [0, {N}], got '
+                         f'{num_masked!r}')
+    device = mask.device
     masked_index = (~mask).to(torch.uint8).argsort(dim=1, stable=True)
-    empty = torch.zeros(B, 0, dtype=torch.long, device=mask.device)
     return Corruption(
         mask=mask,
         noised=torch.zeros_like(mask),
         masked_index=masked_index[:, :num_masked],
-        noised_index=empty,
-        t=torch.zeros(B, device=mask.device),
-        alpha_bar=torch.ones(B, device=mask.device),
-        eps=torch.zeros(B, 0, noise_channels, device=mask.device))
+        noised_index=torch.zeros(B, 0, dtype=torch.long, device=device),
+        t=torch.zeros(B, device=device),
+        alpha_bar=torch.ones(B, device=device),
+        eps=torch.zeros(B, 0, noise_channels, device=device))

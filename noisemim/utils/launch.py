@@ -68,6 +68,9 @@ def default_scope(cfg: Config) -> str:
     if scope not in SCOPES:
         raise ValueError(f'default_scope must be one of {SCOPES}, got '
                          f'{scope!r}')
+    if scope != 'mmpretrain':  # say what to install when mmdet/mmseg is missing
+        from ..registration import require
+        require(scope)
     return scope
 
 

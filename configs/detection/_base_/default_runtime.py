@@ -1,8 +1,10 @@
 # mmdet's runtime (default_scope='mmdet', DetLocalVisualizer, ...), plus the
-# import that registers noisemim's backbone, neck, LN2d, initializer and
-# layer-decay constructor.
+# imports that register noisemim's backbone, initializer and layer-decay
+# constructor ('noisemim') and its neck and LN2d in mmdet ('noisemim.detection',
+# which says what to install when mmdet or mmcv's compiled ops are missing).
 _base_ = 'mmdet::_base_/default_runtime.py'
-custom_imports = dict(imports=['noisemim'], allow_failed_imports=False)
+custom_imports = dict(
+    imports=['noisemim', 'noisemim.detection'], allow_failed_imports=False)
 
 # Iteration-based (the LSJ schedules): checkpoints every 5,000 iterations.
 default_hooks = dict(

@@ -6,6 +6,8 @@ from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 from mmengine.runner import find_latest_checkpoint
 
+from .host_values import host_scalars
+
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite."""
@@ -41,10 +43,10 @@ class FiniteLossHook(Hook):
             NonFiniteLossError: Some term with ``loss`` in its name is not
                 finite.
         """
-        terms = {
-            key: float(value.detach() if hasattr(value, 'detach') else value)
-            for key, value in (outputs or {}).items() if 'loss' in key
-        }
+        outputs = outputs or {}
+        # One device-to-host copy for all terms (none after SyncLossHook,
+        # which leaves them on the host).
+        terms = host_scalars(outputs, [k for k in outputs if 'loss' in k])
         if all(math.isfinite(v) for v in terms.values()):
             return
         last = (runner.message_hub.get_info('last_ckpt')

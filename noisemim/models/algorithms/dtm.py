@@ -135,7 +135,8 @@ class DTM(BaseSelfSupervisor):
         grid = (inputs.shape[2] // student.patch_size,
                 inputs.shape[3] // student.patch_size)
         mask = self.mask_sampler(inputs.shape[0], grid, inputs.device)
-        corruption = mask_only_corruption(mask, student.embed_dims)
+        corruption = mask_only_corruption(
+            mask, student.embed_dims, self.mask_sampler.num_masking_patches)
         tokens = student(inputs, corruption).tokens
         target = self.teacher(inputs)
         sources = self.morphing(target)

@@ -1,6 +1,6 @@
-"""Necks registered in mmdet's ``MODELS`` (ViTDet's simple feature pyramid)."""
+"""Necks. ``DiffMAEDecoder`` is in mmpretrain's ``MODELS``; ViTDet's
+``SimpleFPN`` and ``LN2d`` (``simple_fpn``, ``norm``) go into mmdet's and are
+imported only where mmdet is installed (see :mod:`noisemim.registration`)."""
 from .diffmae_decoder import DiffMAEDecoder
-from .norm import LayerNorm2d
-from .simple_fpn import SimpleFPN
 
-__all__ = ['LayerNorm2d', 'SimpleFPN', 'DiffMAEDecoder']
+__all__ = ['DiffMAEDecoder']
