@@ -2,4 +2,7 @@
 # import that registers noisemim's backbone, initializer and layer-decay
 # constructor.
 _base_ = 'mmseg::_base_/default_runtime.py'
-custom_imports = dict(imports=['noisemim'], allow_failed_imports=False)
+# ('noisemim.segmentation' says what to install when mmseg or mmcv's ops are
+# missing.)
+custom_imports = dict(
+    imports=['noisemim', 'noisemim.segmentation'], allow_failed_imports=False)
