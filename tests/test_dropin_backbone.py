@@ -19,6 +19,7 @@ custom_imports = dict(imports=['noisemim'], allow_failed_imports=False)
 model = dict(
     backbone=dict(
         type='mmpretrain.NoiseMIMViT',
+        pretrain=False,
         arch=dict(embed_dims=64, num_layers=4, num_heads=4,
                   feedforward_channels=256),
         img_size=64,
