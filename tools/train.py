@@ -12,11 +12,15 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner, find_latest_checkpoint
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
+from noisemim.engine.hooks.bad_samples import guard_bad_samples
+from noisemim.engine.hooks.checkpoint_atomic import use_atomic_checkpoints
 from noisemim.engine.optimizers import (configure_mixed_precision,
                                         count_accumulation_in_lr_scaling)
 from noisemim.utils.checkpoint import check_checkpoint
+from noisemim.utils.compile import apply_compile_config
 from noisemim.utils.launch import (add_common_args, check_data_roots,
                                    load_config, setup_distributed)
+from noisemim.utils.tensorboard import add_tensorboard_backend
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,6 +44,15 @@ def parse_args() -> argparse.Namespace:
         action='store_true',
         help='scale the lr by the actual total batch size (GPUs x batch x '
         'accumulative_counts)')
+    parser.add_argument(
+        '--tensorboard',
+        action='store_true',
+        help='also log to TensorBoard (needs the tensorboard package)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the encoder blocks and heads (not the optimizer '
+        'step); the same as compile_blocks=True in the config')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -52,6 +65,9 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
     count_accumulation_in_lr_scaling(cfg)
+    apply_compile_config(cfg, getattr(args, 'compile', False))
+    if getattr(args, 'tensorboard', False):
+        add_tensorboard_backend(cfg)
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
@@ -63,6 +79,11 @@ def build_config(args: argparse.Namespace) -> Config:
     # Refuse a checkpoint that carries code before anything unpickles it.
     check_checkpoint(cfg.get('load_from') or (
         find_latest_checkpoint(cfg.work_dir) if cfg.get('resume') else None))
+    # Atomic checkpoint writes, a --resume that skips a broken newest
+    # checkpoint, and bad samples skipped or named, for mmdet/mmseg/mmpretrain
+    # configs alike (docs/reliability.md).
+    use_atomic_checkpoints(cfg)
+    guard_bad_samples(cfg)
     setup_distributed(cfg, args.launcher)
     return cfg
 
