@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Usage: tools/slurm_train.sh PARTITION JOB_NAME CONFIG WORK_DIR [train.py args...]
-# One task per GPU. CPUS_PER_TASK (default 12) must cover the config's data
-# loader workers (num_workers=10 per GPU in the pre-training configs) plus the
-# training process: with fewer cores the GPU waits for images (docs/gpu.md,
-# "Feeding the GPU"; tools/benchmark.py prints whether a machine is input-bound).
+# One task per GPU. CPUS_PER_TASK (default 16) must cover the config's data
+# loader workers (num_workers=12 per GPU in the pre-training configs) plus the
+# training process and its pin-memory thread: with fewer cores the GPU waits
+# for images (docs/gpu.md, "Feeding the GPU"; tools/benchmark.py says whether
+# a machine is input-bound).
 set -x
 PARTITION=$1
 JOB_NAME=$2
@@ -11,7 +12,7 @@ CONFIG=$3
 WORK_DIR=$4
 GPUS=${GPUS:-8}
 GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-CPUS_PER_TASK=${CPUS_PER_TASK:-12}
+CPUS_PER_TASK=${CPUS_PER_TASK:-16}
 SRUN_ARGS=${SRUN_ARGS:-""}
 PY_ARGS=${@:5}
 
