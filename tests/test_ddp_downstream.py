@@ -120,15 +120,13 @@ def tiny_configs(tmp_path, checkpoint: str) -> list:
 
 
 def test_no_config_asks_for_unused_parameters():
-    for task in TASKS:
-        assert CONFIGS[task], task
-        for config in CONFIGS[task]:
-            with open(config) as f:
-                assert 'find_unused_parameters=True' not in f.read(), config
-            cfg = Config.fromfile(config)
-            assert not cfg.get('find_unused_parameters', False), config
-            wrapper = cfg.get('model_wrapper_cfg') or {}
-            assert not wrapper.get('find_unused_parameters', False), config
+    """``grep -r find_unused_parameters=True configs`` finds nothing (the DDP
+    test below checks the wrapper each downstream config builds)."""
+    files = glob.glob(osp.join(ROOT, 'configs', '**', '*.py'), recursive=True)
+    assert len(files) > sum(len(c) for c in CONFIGS.values())
+    for path in files:
+        with open(path) as f:
+            assert 'find_unused_parameters=True' not in f.read(), path
 
 
 def test_every_downstream_config_trains_under_ddp_with_all_gradients(
