@@ -123,6 +123,38 @@ def test_auto_scale_lr_counts_accumulative_counts(tmp_path, monkeypatch):
     assert again.auto_scale_lr == cfg.auto_scale_lr
 
 
+def test_runner_with_accumulation_logs_the_losses_of_the_double_batch(
+        tmp_path, monkeypatch):
+    """Through tools/train.py and a real Runner: batch 4 with two batches
+    accumulated per update logs, averaged over each pair of iterations, the
+    losses of batch 8 (same samples, same corruption, same update)."""
+    from test_dist_train import SAME_PIXELS
+    from test_resume import logged_losses
+    tool = load_train_tool()
+
+    def run(name: str, batch: int, k: int, iters: int) -> dict:
+        work_dir = str(tmp_path / name)
+        monkeypatch.setattr(sys, 'argv', [
+            'train.py', DEMO, '--work-dir', work_dir, '--cfg-options',
+            f'experiment_name={name}', f'train_cfg.max_iters={iters}',
+            f'train_dataloader.batch_size={batch}',
+            f'optim_wrapper.accumulative_counts={k}',
+            'param_scheduler.0.start_factor=1.0',  # a constant lr here
+            'default_hooks.logger.interval=1', 'log_processor.window_size=1',
+            f'default_hooks.checkpoint.interval={iters}', *SAME_PIXELS
+        ])
+        Runner.from_cfg(tool.build_config(tool.parse_args())).train()
+        return logged_losses(work_dir)
+
+    double, split = run('double', 8, 1, 2), run('split', 4, 2, 4)
+    assert sorted(double) == [1, 2] and sorted(split) == [1, 2, 3, 4]
+    for step in (1, 2):  # before and after the first update
+        for key, value in double[step].items():
+            mean = (split[2 * step - 1][key] + split[2 * step][key]) / 2
+            assert mean == pytest.approx(value, rel=1e-5), (step, key)
+    assert split[1]['loss'] != split[2]['loss']
+
+
 @pytest.mark.parametrize('value', [0, 1.5, '2'])
 def test_bad_accumulative_counts_is_named(value):
     from mmengine.config import Config
