@@ -34,24 +34,30 @@ model = dict(
 '''
 
 # Run by a fresh interpreter: load the config, build the backbone in each
-# scope, run it, print what came out.
+# scope, and mmpretrain's stock ViT in its place (the README's form), run
+# them, print what came out.
 BUILD = '''
-import importlib, json, sys
+import importlib, itertools, json, sys
 assert 'noisemim' not in sys.modules
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 cfg = Config.fromfile(sys.argv[1])  # runs custom_imports
 assert 'noisemim' in sys.modules
 import torch
+stock = dict(cfg.model.backbone, type='mmpretrain.VisionTransformer')
+for key in ('pretrain', 'mask_unit'):
+    stock.pop(key)
 out = {}
-for scope in ('mmdet', 'mmseg'):
+kinds = (('', cfg.model.backbone), ('/stock', stock))
+for scope, (kind, backbone_cfg) in itertools.product(('mmdet', 'mmseg'),
+                                                     kinds):
     registry = importlib.import_module(scope + '.registry')
     with DefaultScope.overwrite_default_scope(scope):
-        backbone = registry.MODELS.build(cfg.model.backbone)
+        backbone = registry.MODELS.build(backbone_cfg)
     backbone.init_weights()
     with torch.no_grad():
         feats = backbone(torch.rand(2, 3, 64, 64))
-    out[scope] = dict(
+    out[scope + kind] = dict(
         cls=type(backbone).__module__ + '.' + type(backbone).__name__,
         shapes=[list(f.shape) for f in feats],
         loaded=len(backbone.pretrained_report.loaded),
@@ -72,12 +78,17 @@ def test_builds_from_mmdet_and_mmseg_registries(tmp_path,
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout.split('RESULT ', 1)[1])
+    classes = {
+        '': 'noisemim.models.backbones.noisemim_vit.NoiseMIMViT',
+        '/stock':
+        'mmpretrain.models.backbones.vision_transformer.VisionTransformer'
+    }
     for scope in ('mmdet', 'mmseg'):
-        built = result[scope]
-        assert built['cls'] == \
-            'noisemim.models.backbones.noisemim_vit.NoiseMIMViT'
-        assert built['shapes'] == [[2, 64, 8, 8], [2, 64, 8, 8]]
-        assert built['loaded'] == built['keys']  # every key pre-trained
+        for kind, cls in classes.items():
+            built = result[scope + kind]
+            assert built['cls'] == cls
+            assert built['shapes'] == [[2, 64, 8, 8], [2, 64, 8, 8]]
+            assert built['loaded'] == built['keys']  # every key pre-trained
 
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
