@@ -292,3 +292,14 @@ def test_every_tool_config_gets_the_atomic_hook(config):
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         hook = HOOKS.build(cfg.default_hooks.checkpoint)
     assert isinstance(hook, AtomicCheckpointHook)
+
+
+def test_configs_without_a_checkpoint_hook():
+    cfg = Config(dict(default_hooks=dict(logger=dict(type='LoggerHook'))))
+    use_atomic_checkpoints(cfg)  # mmengine would add the stock one
+    assert cfg.default_hooks.checkpoint == dict(
+        type='AtomicCheckpointHook', interval=1)
+    assert cfg.default_hooks.logger == dict(type='LoggerHook')
+    cfg = Config(dict(default_hooks=dict(checkpoint=None)))
+    use_atomic_checkpoints(cfg)  # no checkpoints asked for: none
+    assert cfg.default_hooks.checkpoint is None

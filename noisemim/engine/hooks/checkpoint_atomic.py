@@ -248,9 +248,9 @@ def use_atomic_checkpoints(cfg: Config) -> None:
     Args:
         cfg (Config): The run's config (changed in place).
     """
-    hooks = cfg.get('default_hooks')
-    if hooks is None:
-        cfg.default_hooks = hooks = {}
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks  # (assigning a dict to a Config copies it)
     if 'checkpoint' not in hooks:
         hooks['checkpoint'] = dict(type='AtomicCheckpointHook', interval=1)
         return
