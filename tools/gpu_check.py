@@ -197,7 +197,8 @@ class Check:
                  osp.join(self.work_dir, 'batch_sweep.json')]
         if cpu:
             benchmark += ['--warmup', '0', '--repeats', '1',
-                          '--pipeline-images', '4', '--mae-neck',
+                          '--pipeline-images', '4',
+                          '--compile-backend', 'none', '--mae-neck',
                           'decoder_embed_dim=32', 'decoder_depth=1',
                           'decoder_num_heads=2']
             sweep += ['--start', '2', '--max-batch', '4', '--bisect-steps',
