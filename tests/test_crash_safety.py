@@ -303,3 +303,25 @@ def test_configs_without_a_checkpoint_hook():
     cfg = Config(dict(default_hooks=dict(checkpoint=None)))
     use_atomic_checkpoints(cfg)  # no checkpoints asked for: none
     assert cfg.default_hooks.checkpoint is None
+
+
+def test_best_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(DEMO)
+    cfg.work_dir, cfg.experiment_name = str(tmp_path), f't{time.time_ns()}'
+    runner = Runner.from_cfg(cfg)
+    hook = AtomicCheckpointHook(
+        interval=1, by_epoch=False, save_best='loss', rule='less')
+    hook.before_train(runner)
+    hook._save_best_checkpoint(runner, {'loss': 1.0})
+    best = osp.join(str(tmp_path), 'best_loss_iter_0.pth')
+    assert checkpoint_problem(best) is None and temp_files(str(tmp_path)) == []
+    assert runner.message_hub.get_info('best_ckpt') == best
+
+    def full_disk(self, obj: bytes, filepath) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filepath))
+
+    monkeypatch.setattr(LocalBackend, 'put', full_disk)
+    with pytest.raises(CheckpointSaveError, match='No space left on device'):
+        hook._save_best_checkpoint(runner, {'loss': 0.5})
+    assert temp_files(str(tmp_path)) == []
