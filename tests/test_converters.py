@@ -123,3 +123,27 @@ def test_timm_export_refuses_unknown_keys(tmp_path):
                'ln1.weight': torch.zeros(1), 'ln2.weight': torch.zeros(1)}
     with pytest.raises(KeyError, match="'ln2.weight'"):
         to_timm.to_timm(weights)
+
+
+def test_mae_export_follows_mae_finetune_loading(tiny_pretrain_checkpoint,
+                                                 tmp_path, capsys):
+    """``--mae``: the official MAE fine-tuning reads ``checkpoint['model']``
+    into its timm-based ViT with ``strict=False`` and asserts that only the new
+    head (and, with global pooling, ``fc_norm``) is missing; the same here
+    with timm's ViT, for both of MAE's pooling choices."""
+    from timm.models.vision_transformer import VisionTransformer
+    to_timm = load_tool('noisemim_to_timm')
+    out = str(tmp_path / 'mae.pth')
+    to_timm.main([tiny_pretrain_checkpoint, out, '--mae'])
+    assert "under 'model' (MAE's layout)" in capsys.readouterr().out
+    checkpoint = torch.load(out)
+    assert set(checkpoint) == {'model'}
+    for global_pool, missing in (
+        ('avg', {'head.weight', 'head.bias', 'fc_norm.weight', 'fc_norm.bias'}),
+        ('token', {'head.weight', 'head.bias'}),
+    ):
+        vit = VisionTransformer(
+            img_size=64, patch_size=8, embed_dim=64, depth=4, num_heads=4,
+            mlp_ratio=4, num_classes=10, global_pool=global_pool)
+        msg = vit.load_state_dict(checkpoint['model'], strict=False)
+        assert set(msg.missing_keys) == missing, global_pool

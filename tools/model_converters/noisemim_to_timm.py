@@ -12,6 +12,9 @@ the same features as the NoiseMIM backbone. Example::
     model = timm.create_model('vit_base_patch16_224', pretrained=False,
                               num_classes=0)
     model.load_state_dict(torch.load('noisemim_vit-b_timm.pth'))
+
+With ``--mae`` the state dict is saved under ``'model'``, as the official MAE
+code's ``main_finetune.py --finetune FILE`` expects (its ViT is timm's).
 """
 import argparse
 import os.path as osp
@@ -120,6 +123,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         metavar='TIMM_NAME',
         help='also load the result with strict=True into '
         'timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)')
+    parser.add_argument(
+        '--mae',
+        action='store_true',
+        help="save as {'model': state dict}, the checkpoint layout the "
+        "official MAE code's main_finetune.py --finetune reads")
     args = parser.parse_args(argv)
     if not osp.isfile(args.src):
         parser.error(f'src {args.src!r} is not a file; expected a NoiseMIM '
@@ -147,10 +155,11 @@ def main(argv: Optional[List[str]] = None) -> str:
             check_loads(converted, args.check_model)
     except (KeyError, RuntimeError) as e:
         sys.exit(f'error: {args.src!r}: {e}')
-    torch.save(converted, args.dst)
+    torch.save(dict(model=converted) if args.mae else converted, args.dst)
     checked = (f'; loads strictly into {args.check_model}'
                if args.check_model else '')
-    print(f'wrote {args.dst}: {len(converted)} timm tensors{checked}')
+    layout = " under 'model' (MAE's layout)" if args.mae else ''
+    print(f'wrote {args.dst}: {len(converted)} timm tensors{layout}{checked}')
     return args.dst
 
 
