@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 import torch
+from mmengine.logging import MessageHub
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from noisemim.models.block_masking import (BlockwiseMaskSampler,
@@ -32,13 +33,20 @@ class OpLog(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def in_runner(iteration: int, seed: int = 7) -> None:
+    """The runtime info a Runner publishes: seed and iteration."""
+    hub = MessageHub.get_instance(f'block-mask-{seed}-{iteration}')
+    hub.update_info('seed', seed)
+    hub.update_info('iter', iteration)
+
+
 def draw(sampler: BlockwiseMaskSampler, batch: int = 8):
-    mask = sampler(batch, (14, 14),
-                   generator=torch.Generator().manual_seed(0))
+    mask = sampler(batch, (14, 14))
     return mask_only_corruption(mask, 32, sampler.num_masking_patches)
 
 
 def test_masking_reads_nothing_back_and_builds_buffers_once():
+    in_runner(iteration=3)  # keys from the Runner, no generator to read
     sampler = BlockwiseMaskSampler()
     with OpLog() as first:
         draw(sampler)
@@ -77,3 +85,18 @@ def test_mask_only_corruption_needs_the_known_count():
     with pytest.raises(ValueError, match=r'num_masked must be an integer in '
                        r'\[0, 16\], got 17'):
         mask_only_corruption(mask, 8, 17)
+
+
+def test_a_samples_mask_does_not_depend_on_its_batch():
+    """Keyed per sample (the corruption's SampleRandom): iteration k with 8
+    images = iterations 2k and 2k + 1 with 4 (an accumulation split, or the
+    stream positions of 2 processes)."""
+    sampler = BlockwiseMaskSampler()
+    in_runner(iteration=5)
+    whole = sampler(8, (14, 14))
+    in_runner(iteration=10)
+    first = sampler(4, (14, 14))
+    in_runner(iteration=11)
+    second = sampler(4, (14, 14))
+    assert torch.equal(whole, torch.cat([first, second]))
+    assert len({tuple(m.tolist()) for m in whole}) == 8

@@ -12,23 +12,24 @@ and may mask fewer patches; here the last few missing patches are taken next to
 the mask instead (the unmasked patches with the most masked neighbours), so
 every sample has exactly ``num_masking_patches`` and the masks stack into one
 tensor. Drawing on the model side also makes the mask reproducible like the
-rest of the corruption: the generator is seeded from the Runner's seed and
-iteration, and the mask of the whole global batch is drawn on every rank (it
-is cheap: bools, ``global batch x patches`` per round, no noise tensor), each
-rank keeping the rows ``rank::world_size``.
+rest of the corruption: its random numbers come from the corruption's
+per-sample keys (:class:`~noisemim.models.corruption.SampleRandom`, salted),
+so each rank draws only its own rows, and a sample's mask is the same with
+any number of processes, any accumulation split and after ``--resume``.
 """
 import math
 from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
-from mmengine.dist import get_dist_info
 from torch import Tensor
 
-from .corruption import Corruption, step_seed
+from .corruption import Corruption, SampleRandom
 
-# Mixed into ``step_seed()`` so the mask draws are not the other draws.
+# Mixed into the seed of the per-sample keys so that the mask's numbers are
+# not the corruption's; one stream per kind of draw.
 BLOCK_MASK_SEED_SALT = 0xB10C_3A5C
+STREAM_BLOCKS, STREAM_TOP_UP = 1, 2
 
 
 class BlockwiseMaskSampler:
@@ -96,9 +97,10 @@ class BlockwiseMaskSampler:
             batch_size (int): The number of samples on this rank.
             patch_resolution (Tuple[int, int]): The patch grid ``(h, w)``.
             device (str | torch.device): Where to put the mask.
-            generator (torch.Generator, optional): Use this generator for the
-                local batch alone. By default one seeded from the Runner's
-                seed and iteration, for the whole global batch.
+            generator (torch.Generator, optional): Seed the draw from this
+                generator, for the local batch alone. By default each sample
+                is keyed by the Runner's seed and its stream position (see
+                :class:`~noisemim.models.corruption.SampleRandom`).
 
         Returns:
             Tensor: ``(B, h * w)`` bool, True for masked patches, exactly
@@ -110,21 +112,17 @@ class BlockwiseMaskSampler:
                 f'num_masking_patches={self.num_masking_patches} must be '
                 f'smaller than the {h}x{w}={h * w} patches of the image.')
         device = torch.device(device)
-        rank, world_size = 0, 1
-        if generator is None:
-            rank, world_size = get_dist_info()
-            generator = torch.Generator(device).manual_seed(
-                step_seed() ^ BLOCK_MASK_SEED_SALT)
-        total = batch_size * world_size
+        random = SampleRandom.for_batch(batch_size, device, generator,
+                                        salt=BLOCK_MASK_SEED_SALT)
+        total = batch_size
         grid, positions, _ = self._grid_buffers(h, w, device)
 
         # All rounds' uniforms at once (area, aspect, top, left), and what
         # does not depend on the mask: area = min + (max_area - min) * u0 is
         # max_area * u0 + min * (1 - u0); block height and width per
         # sqrt(area) are (sqrt(aspect), 1 / sqrt(aspect)).
-        u = torch.rand((self.num_rounds, 4, total),
-                       generator=generator,
-                       device=device)
+        u = random.uniform(STREAM_BLOCKS, self.num_rounds,
+                           4).permute(1, 2, 0)  # (R, 4, total)
         area_base = self.min_num_patches * (1 - u[:, 0])
         lo, hi = self.log_aspect
         half_log = (lo + (hi - lo) * u[:, 1]) / 2
@@ -151,10 +149,8 @@ class BlockwiseMaskSampler:
             mask |= new & accept[:, None, None]
             budget = budget - num_new * accept
         mask = self._top_up(mask, budget,
-                            torch.rand((total, h, w),
-                                       generator=generator,
-                                       device=device))
-        return mask.flatten(1)[rank::world_size]
+                            random.uniform(STREAM_TOP_UP, h, w))
+        return mask.flatten(1)
 
     def _top_up(self, mask: Tensor, missing: Tensor, noise: Tensor) -> Tensor:
         """Mask the ``missing`` patches of each sample where they have the
