@@ -325,3 +325,8 @@ def test_best_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(CheckpointSaveError, match='No space left on device'):
         hook._save_best_checkpoint(runner, {'loss': 0.5})
     assert temp_files(str(tmp_path)) == []
+
+
+def test_remote_last_checkpoint_is_left_to_the_loader(tmp_path):
+    (tmp_path / 'last_checkpoint').write_text('s3://bucket/run/iter_8.pth')
+    assert find_resume_checkpoint(str(tmp_path)) == 's3://bucket/run/iter_8.pth'

@@ -369,7 +369,8 @@ def find_resume_checkpoint(
     The file named in ``last_checkpoint`` comes first, then the periodic
     checkpoints beside it and in ``folders`` and ``work_dir``, newest first.
     Each is validated (:func:`checkpoint_problem`); broken ones are skipped
-    with a warning that names each and the one used instead.
+    with a warning that names each and the one used instead. A remote path
+    (``s3://...``) is returned unchecked.
 
     Args:
         work_dir (str): The run's work dir (holds ``last_checkpoint``).
@@ -390,6 +391,8 @@ def find_resume_checkpoint(
     candidates = _candidates(work_dir, folders, filename_tmpls)
     skipped = []
     for path in candidates:
+        if '://' in path:  # remote storage: left to the loader
+            return path
         problem = checkpoint_problem(path)
         if problem is None:
             if skipped:
