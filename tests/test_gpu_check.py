@@ -51,6 +51,11 @@ def test_plan_is_valid(tmp_path, capsys):
     assert loader.dataset.pipeline[1].type == 'RandomResizedCrop'
     assert loader.batch_size == 4 and cfg.train_cfg.max_iters == 2
     assert cfg.model.type == 'NoiseMIM' and cfg.resume is False
+    # The config's own hooks stay (e.g. its atomic checkpoint writes).
+    assert (cfg.default_hooks.checkpoint.type ==
+            Config.fromfile(osp.join(ROOT, check.config)).default_hooks
+            .checkpoint.type)
+    assert cfg.default_hooks.checkpoint.interval == 2
     # The GPU plan: the ViT-B config at 224 px, bf16 or fp16 autocast.
     gpu = gpu_check.Check(gpu_check.parse_args(['--amp', 'bf16']), 'cuda')
     path.write_text(gpu.derived_config())
@@ -59,6 +64,10 @@ def test_plan_is_valid(tmp_path, capsys):
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.dtype == 'bfloat16'
     assert cfg.train_dataloader.pin_memory is True
+    fp16 = gpu_check.Check(gpu_check.parse_args(['--amp', 'fp16']), 'cuda')
+    path.write_text(fp16.derived_config())
+    wrapper = Config.fromfile(str(path)).optim_wrapper
+    assert (wrapper.dtype, wrapper.loss_scale) == ('float16', 'dynamic')
     # The other tools accept the commands' arguments.
     commands = gpu.commands()
     benchmark = load_tool('benchmark_tool', 'tools/benchmark.py')

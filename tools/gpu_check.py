@@ -63,10 +63,8 @@ param_scheduler = [
     dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0)]
 auto_scale_lr = dict(enable=False)
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(
-        type='CheckpointHook', by_epoch=False, interval={iters},
-        max_keep_ckpts=2))
+    logger=dict(interval=1),
+    checkpoint=dict(by_epoch=False, interval={iters}, max_keep_ckpts=2))
 log_processor = dict(by_epoch=False)
 resume = False
 {optim_wrapper}"""
@@ -166,10 +164,12 @@ class Check:
     def derived_config(self) -> str:
         """The config that points ``self.config`` at the photographs."""
         optim_wrapper = ''
-        if self.amp != 'none':
-            dtype = dict(bf16='bfloat16', fp16='float16')[self.amp]
+        if self.amp == 'bf16':  # the config's loss scale (none for bf16)
             optim_wrapper = ("optim_wrapper = dict(type='AmpOptimWrapper', "
-                             f"dtype='{dtype}')\n")
+                             "dtype='bfloat16')\n")
+        elif self.amp == 'fp16':  # fp16 needs a dynamic loss scale
+            optim_wrapper = ("optim_wrapper = dict(type='AmpOptimWrapper', "
+                             "dtype='float16', loss_scale='dynamic')\n")
         return DERIVED_CONFIG.format(
             config=self.config,
             config_path=osp.join(ROOT, self.config),

@@ -256,8 +256,10 @@ class TrainingStep:
         self.model.to(self.device).train()
         wrapper = dict(type='OptimWrapper', optimizer=optimizer or dict(
             type='AdamW', lr=1e-4, betas=(0.9, 0.95), weight_decay=0.05))
-        if amp != 'none':
-            wrapper.update(type='AmpOptimWrapper', dtype=AMP_DTYPES[amp])
+        if amp != 'none':  # a loss scale only for fp16
+            wrapper.update(type='AmpOptimWrapper', dtype=AMP_DTYPES[amp],
+                           loss_scale='dynamic' if amp == 'fp16' else dict(
+                               enabled=False))
         self.optim_wrapper = build_optim_wrapper(self.model, wrapper)
 
     def __call__(self, batch_size: int) -> None:
