@@ -38,7 +38,8 @@ def load_tool():
 def test_default_protocol_runs_end_to_end(tmp_path):
     runs = load_tool().main([
         '--cells', 'maskonly_encoder', 'conjunctive_decoder_pixel',
-        '--iters', '2', '--seeds', '0', '--probe-blocks', '1', '--work-dir',
+        '--iters', '2', '--seeds', '0', '--probe-blocks', '1',
+        '--probe-every', '1', '--work-dir',
         str(tmp_path), '--cfg-options', 'train_dataloader.batch_size=4',
         '--protocol-options', 'probe.train.num_per_class=3',
         'probe.val.num_per_class=2', 'analysis_images=4'
@@ -55,6 +56,10 @@ def test_default_protocol_runs_end_to_end(tmp_path):
         assert all(len(v) == 4 for v in run['analyses']['head_kl'].values())
         assert run['analyses']['spectrum']['3'][0] == 0.
     assert np.isnan(runs[0]['loss']) and np.isfinite(runs[1]['loss'])
+    # The learning curve: a probe after each of the 2 iterations.
+    assert 'curve' not in runs[0]
+    assert [p['iter'] for p in runs[1]['curve']] == [1, 2]
+    assert runs[1]['curve'][-1]['knn'] == runs[1]['knn']
     # The trained cells went through the Runner (their configs are saved),
     # pre-trained on the protocol's data (the photographs' kept regions).
     for cell in ('maskonly_encoder', 'conjunctive_decoder_pixel'):
@@ -66,7 +71,7 @@ def test_default_protocol_runs_end_to_end(tmp_path):
     assert '| `conjunctive_decoder_pixel` | MaskDiT-style |' in md
     assert 'Command: `python tools/study.py --cells' in md
     assert 'KL block 3' in md and 'block1' in md
-    for png in ('study.png', 'study_analyses.png'):
+    for png in ('study.png', 'study_analyses.png', 'study_curves.png'):
         with open(tmp_path / png, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
     saved = json.loads((tmp_path / 'study.json').read_text())

@@ -22,6 +22,7 @@ import platform
 import shlex
 import sys
 import time
+from functools import partial
 from typing import Dict, List, Optional, Sequence
 
 import torch
@@ -32,10 +33,11 @@ from mmengine.runner import Runner, set_random_seed
 from tqdm import tqdm
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
-from noisemim.study import (FormattedOnceConfig, ProbeSet, analyze_cell,
-                            apply_protocol, extract_features, load_protocol,
-                            plot_analyses, plot_summaries, probe_features,
-                            set_budget, summarize, write_markdown)
+from noisemim.study import (FormattedOnceConfig, ProbeCurveHook, ProbeSet,
+                            analyze_cell, apply_protocol, extract_features,
+                            load_protocol, plot_analyses, plot_curves,
+                            plot_summaries, probe_features, set_budget,
+                            summarize, write_markdown)
 
 STUDY_DIR = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs', 'pretrain',
@@ -76,6 +78,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         type=int,
         nargs='*',
         help='also probe these blocks (0-based) besides the final norm')
+    parser.add_argument(
+        '--probe-every',
+        type=int,
+        help='also probe every N pre-training iterations (a learning curve '
+        'per run, in study.json and study_curves.png)')
     parser.add_argument(
         '--threads',
         type=int,
@@ -124,13 +131,21 @@ def load_cell(cell: str, protocol: Config,
     return cfg
 
 
-def pretrain(cfg: Config, cell: str, seed: int, iters: int,
-             work_dir: str) -> Dict:
+def pretrain(cfg: Config,
+             cell: str,
+             seed: int,
+             iters: int,
+             work_dir: str,
+             curve: Optional[ProbeCurveHook] = None) -> Dict:
     """Pre-train one cell with one seed through the mmengine Runner.
+
+    ``curve``, if given, is registered on the Runner (probes during
+    training).
 
     Returns:
         dict: ``model`` (the trained model), ``loss`` (mean of the last 10
-        iterations) and ``seconds`` (wall time of ``runner.train()``).
+        iterations), ``seconds`` and ``cpu_seconds`` (wall and CPU time of
+        ``runner.train()``).
     """
     set_budget(cfg, iters)
     cfg.randomness = dict(seed=seed, diff_rank_seed=True)
@@ -138,11 +153,14 @@ def pretrain(cfg: Config, cell: str, seed: int, iters: int,
     cfg.experiment_name = f'{cell}_seed{seed}'
     cfg.launcher = 'none'
     runner = Runner.from_cfg(FormattedOnceConfig.freeze(cfg))
-    start = time.time()
+    if curve is not None:
+        runner.register_hook(curve)
+    start, cpu_start = time.time(), time.process_time()
     runner.train()
     seconds = time.time() - start
     loss = float(runner.message_hub.get_scalar('train/loss').mean(10))
-    return dict(model=runner.model, loss=loss, seconds=seconds)
+    return dict(model=runner.model, loss=loss, seconds=seconds,
+                cpu_seconds=time.process_time() - cpu_start)
 
 
 def random_init(cfg: Config, seed: int) -> Dict:
@@ -157,7 +175,7 @@ def random_init(cfg: Config, seed: int) -> Dict:
     model.init_weights()
     if torch.cuda.is_available():
         model = model.cuda()
-    return dict(model=model, loss=float('nan'), seconds=0.)
+    return dict(model=model, loss=float('nan'), seconds=0., cpu_seconds=0.)
 
 
 def machine() -> str:
@@ -178,8 +196,11 @@ def machine() -> str:
             f'load average at the end {load}')
 
 
-def probe_run(model: torch.nn.Module, probe_sets: Dict[str, ProbeSet],
-              protocol: Config, seed: int) -> Dict:
+def probe_run(model: torch.nn.Module,
+              probe_sets: Dict[str, ProbeSet],
+              protocol: Config,
+              seed: int,
+              analyses: bool = True) -> Dict:
     """Probe one trained (or untrained) model and analyse it."""
     probe = protocol.probe
     train_x, train_y = extract_features(model, probe_sets['train'],
@@ -193,7 +214,7 @@ def probe_run(model: torch.nn.Module, probe_sets: Dict[str, ProbeSet],
     }
     final = results.pop('final')
     out = dict(knn=final['knn'], linear=final['linear'], blocks=results)
-    if protocol.analysis_images:
+    if analyses and protocol.analysis_images:
         images = probe_sets['val'].head(protocol.analysis_images)
         out['analyses'] = analyze_cell(model, images)
     return out
@@ -254,8 +275,22 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         else:
             cfg = load_cell(cell, protocol, args)
             method = cfg.get('study_method', cfg.model.type)
-            trained = pretrain(cfg, cell, seed, iters, args.work_dir)
+            curve = None
+            if args.probe_every:
+                curve = ProbeCurveHook(
+                    args.probe_every,
+                    partial(
+                        probe_run,
+                        probe_sets=probe_sets,
+                        protocol=protocol,
+                        seed=seed,
+                        analyses=False))
+            trained = pretrain(cfg, cell, seed, iters, args.work_dir, curve)
+            if curve is not None:
+                trained['curve'] = curve.curve
         result = probe_run(trained['model'], probe_sets, protocol, seed)
+        if 'curve' in trained:
+            result['curve'] = trained['curve']
         runs.append(
             dict(
                 cell=cell,
@@ -263,6 +298,7 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
                 seed=seed,
                 loss=trained['loss'],
                 seconds=trained['seconds'],
+                cpu_seconds=trained['cpu_seconds'],
                 **result))
         del trained
         gc.collect()
@@ -292,6 +328,8 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     plot_summaries(summaries, osp.join(args.work_dir, 'study.png'), title)
     plot_analyses(summaries, osp.join(args.work_dir, 'study_analyses.png'),
                   title)
+    if args.probe_every:
+        plot_curves(runs, osp.join(args.work_dir, 'study_curves.png'), title)
     with open(osp.join(args.work_dir, 'study.json'), 'w') as f:
         json.dump(
             dict(

@@ -20,6 +20,8 @@ class CellSummary:
         loss (np.ndarray): Final training losses (mean of the last 10
             iterations), one per seed; NaN without training.
         seconds (np.ndarray): Pre-training wall time per seed.
+        cpu_seconds (np.ndarray): Pre-training CPU time per seed (NaN where
+            a run did not record it).
         blocks (dict): Feature name (``'block<i>'``) -> ``{'knn': ...,
             'linear': ...}`` accuracies per seed.
         head_kl (dict): Block -> mean KL between heads, one per seed.
@@ -32,6 +34,7 @@ class CellSummary:
     linear: np.ndarray
     loss: np.ndarray
     seconds: np.ndarray
+    cpu_seconds: np.ndarray = field(default_factory=lambda: np.array([]))
     blocks: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
     head_kl: Dict[str, np.ndarray] = field(default_factory=dict)
     high_freq: Dict[str, np.ndarray] = field(default_factory=dict)
@@ -62,7 +65,9 @@ def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
                               values(rows, lambda r: r['knn']),
                               values(rows, lambda r: r['linear']),
                               values(rows, lambda r: r['loss']),
-                              values(rows, lambda r: r['seconds']))
+                              values(rows, lambda r: r['seconds']),
+                              values(rows,
+                                     lambda r: r.get('cpu_seconds', np.nan)))
         for name in rows[0].get('blocks', {}):
             summary.blocks[name] = {
                 p: values(rows, lambda r: r['blocks'][name][p])
@@ -136,14 +141,15 @@ def write_markdown(summaries: Sequence[CellSummary],
     lines = [
         '| cell | method | k-NN acc. (%) | linear probe acc. (%) '
         '| beats untrained by 2σ (k-NN / linear) '
-        '| final train loss | pre-train s / run |',
+        '| final train loss | pre-train s / run (wall, CPU) |',
         '| --- | --- | --- | --- | --- | --- | --- |',
     ]
     for s in summaries:
         lines.append(f'| `{s.cell}` | {s.method} | {mean_std(s.knn)} '
                      f'| {mean_std(s.linear)} | {_margin(s, base)} '
                      f'| {mean_std(s.loss, 3)} '
-                     f'| {mean_std(s.seconds, 0)} |')
+                     f'| {mean_std(s.seconds, 0)}, '
+                     f'{mean_std(s.cpu_seconds, 0)} |')
     names = list(summaries[0].blocks) if summaries else []
     if names:
         lines += [
@@ -254,6 +260,57 @@ def plot_analyses(summaries: Sequence[CellSummary], path: str,
     for ax in axes:
         ax.set_xlabel('block')
         ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=6, loc='best')
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_curves(runs: Sequence[Dict], path: str, title: str = '') -> bool:
+    """Probe accuracy over pre-training iterations (mean ± std over seeds),
+    k-NN (left) and linear (right), one line per cell; the untrained
+    encoder as a horizontal band (mean ± 2 std).
+
+    Args:
+        runs (Sequence[dict]): Runs as in :func:`summarize`; those with a
+            ``curve`` (a list of dicts with ``iter``, ``knn``, ``linear``)
+            are drawn.
+        path (str): The ``.png`` file to write.
+        title (str): The figure title.
+
+    Returns:
+        bool: False (and nothing written) when no run has a curve.
+    """
+    cells: Dict[str, List[Dict]] = {}
+    for run in runs:
+        cells.setdefault(run['cell'], []).append(run)
+    if not any('curve' in r for r in runs):
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, probe in zip(axes, PROBES):
+        for cell, rows in cells.items():
+            if rows[0].get('curve'):
+                x = [p['iter'] for p in rows[0]['curve']]
+                acc = np.array([[p[probe] for p in r['curve']]
+                                for r in rows])
+                ax.errorbar(x, acc.mean(0),
+                            yerr=acc.std(0, ddof=1) if len(rows) > 1 else
+                            None, marker='o', ms=3, capsize=2,
+                            label=rows[0]['method'])
+            elif all(r.get('seconds', 0) == 0 for r in rows):
+                acc = np.array([r[probe] for r in rows])
+                ax.axhspan(acc.mean() - 2 * std(acc), acc.mean() + 2 * std(acc),
+                           color='gray', alpha=0.25,
+                           label=f'{rows[0]["method"]} (mean ± 2 std)')
+                ax.axhline(acc.mean(), color='gray', lw=1)
+        ax.set_xlabel('pre-training iteration')
+        ax.set_ylabel(f'{"k-NN" if probe == "knn" else "linear probe"} '
+                      'accuracy (%)')
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, loc='best')
     if title:
