@@ -7,8 +7,12 @@ compiled ops, ``mmdet`` and ``mmseg`` are not found, exactly as in an
 environment without them: with ``mmcv-lite``, ``mmcv/ops`` is there but its
 import fails on the missing ``mmcv._ext``) and then, in that one process:
 imports noisemim, imports the benchmark and the converters, checks the
-messages of the detection and segmentation imports, and pre-trains the tiny
-demo config for a few iterations through ``tools/train.py``.
+messages of the detection and segmentation imports, and runs the train and
+resume steps of ``tools/gpu_check.py --device cpu`` (the tiny demo config,
+2 iterations through ``tools/train.py`` and a ``--resume`` to 4, in
+subprocesses that inherit the blocker): both the install without compiled ops
+and the orchestration of ``make gpu-check`` are checked by one pair of
+training runs.
 """
 import json
 import os
@@ -50,8 +54,9 @@ sys.meta_path[:] = [Hide(finder) for finder in sys.meta_path]
 '''
 
 SCRIPT = '''
+import contextlib
+import io
 import json
-import runpy
 import sys
 
 import sitecustomize  # the blocker
@@ -79,10 +84,13 @@ sys.path.insert(0, 'tools/model_converters')
 import benchmark, clip_to_teacher, noisemim_to_timm, publish_checkpoint  # noqa: E401,E402,F401,E501
 report['benchmark_parses'] = benchmark.parse_args([]).device == 'cpu'
 
-sys.argv = ['tools/train.py'] + sys.argv[1:]
+import gpu_check  # noqa: E402
+out = io.StringIO()
 try:
-    runpy.run_path('tools/train.py', run_name='__main__')
+    with contextlib.redirect_stdout(out):
+        report['gpu_check'] = gpu_check.main(sys.argv[1:])
 finally:
+    report['output'] = out.getvalue()
     report['loaded'] = sorted(
         m for m in sys.modules
         if m.split('.')[0] in ('mmdet', 'mmseg') or m == 'mmcv._ext')
@@ -104,13 +112,8 @@ def test_pretraining_runs_without_compiled_ops_mmdet_and_mmseg(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(shim), ROOT]),
                OMP_NUM_THREADS='1')
     work_dir = tmp_path / 'work'
-    cmd = [
-        sys.executable, '-c', textwrap.dedent(SCRIPT),
-        'configs/pretrain/noisemim_vit-tiny_demo.py', '--work-dir',
-        str(work_dir), '--cfg-options', 'train_cfg.max_iters=3',
-        'train_dataloader.batch_size=4', 'default_hooks.logger.interval=1',
-        'default_hooks.checkpoint.interval=3'
-    ]
+    cmd = [sys.executable, '-c', textwrap.dedent(SCRIPT), '--device', 'cpu',
+           '--only', 'train,resume', '--work-dir', str(work_dir)]
     result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=600)
     lines = [x for x in result.stdout.splitlines() if x.startswith('REPORT ')]
@@ -129,11 +132,22 @@ def test_pretraining_runs_without_compiled_ops_mmdet_and_mmseg(tmp_path):
         'mmsegmentation==1.2.2')
     assert report['ops_message'].startswith(
         'mmcv.ops cannot be imported (ModuleNotFoundError')
-    # It trained: three logged iterations and a checkpoint.
-    [scalars] = work_dir.glob('*/vis_data/scalars.json')
-    records = [json.loads(x) for x in scalars.read_text().splitlines()]
-    assert [r['iter'] for r in records if 'loss' in r] == [1, 2, 3]
-    assert (work_dir / 'iter_3.pth').is_file()
+    # gpu_check's table: it trained 2 iterations and resumed to 4 there.
+    output = report['output']
+    assert report['gpu_check'] == 0, output
+    table = output[output.index('| check |'):].splitlines()
+    assert len(table) == 5, output
+    assert table[2].startswith('| environment | ok |')
+    assert 'mmcv compiled ops no, mmdet no, mmseg no' in table[2]
+    assert table[3].startswith('| train 2 iters | ok |')
+    assert 'trained to iteration 2' in table[3] and 'iter_2.pth' in table[3]
+    assert table[4].startswith('| resume to 4 iters | ok |')
+    assert 'resumed at iteration 2, trained to iteration 4' in table[4]
+    runs = sorted((work_dir / 'train').glob('*/vis_data/scalars.json'))
+    iters = [[json.loads(x)['iter'] for x in run.read_text().splitlines()
+              if '"loss"' in x] for run in runs]
+    assert iters == [[1, 2], [3, 4]]
+    assert (work_dir / 'train' / 'iter_4.pth').is_file()
 
 
 def test_detection_parts_register_where_mmdet_is_installed():
