@@ -304,7 +304,10 @@ def main(argv: Optional[List[str]] = None) -> SweepResult:
                          '(torch.cuda.is_available() is False)')
     cfg = Config.fromfile(args.config)
     optimizer = cfg.optim_wrapper.optimizer.to_dict()
-    step = TrainingStep(cfg.model.to_dict(), cfg.model.backbone.img_size,
+    model = cfg.model.to_dict()
+    if cfg.get('data_preprocessor'):  # as the Runner does
+        model.setdefault('data_preprocessor', cfg.data_preprocessor.to_dict())
+    step = TrainingStep(model, cfg.model.backbone.img_size,
                         device, args.amp if device.type == 'cuda' else 'none',
                         optimizer, steps=args.steps)
     result = sweep_batch_sizes(step, device, args.start, args.max_batch,
