@@ -6,43 +6,63 @@ import json
 import os.path as osp
 import sys
 
+import pytest
+import torch
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, osp.join(ROOT, 'tools'))
 
 import benchmark  # noqa: E402  (tools/benchmark.py)
 
-MODELS = ('NoiseMIM', 'SimMIM-style ViT', 'MAE')
+MODELS = ('NoiseMIM', 'NoiseMIM (compiled)', 'SimMIM-style ViT', 'MAE')
 TINY = [
     '--config', osp.join(ROOT, 'configs/pretrain/noisemim_vit-tiny_demo.py'),
     '--cfg-options', 'model.backbone.img_size=32',
-    '--batch-size', '2', '--warmup', '0', '--repeats', '1',
+    '--batch-size', '2', '--warmup', '1', '--repeats', '2',
     '--pipeline-images', '2', '--threads', '1',
     '--mae-neck', 'decoder_embed_dim=32', 'decoder_depth=1',
     'decoder_num_heads=2'
 ]
+RATIO = 'step time vs SimMIM-style (median of paired rounds)'
 
 
-def test_benchmark_times_three_models_and_reports_tables(tmp_path, capsys):
+def _row(printed: str, name: str) -> dict:
+    lines = printed.splitlines()
+    header = next(line for line in lines if line.startswith('| model |'))
+    row = next(line for line in lines if line.startswith(f'| {name} |'))
+    cells = lambda line: [c.strip() for c in line.strip('|').split('|')]  # noqa
+    return dict(zip(cells(header), cells(row)))
+
+
+def test_benchmark_times_the_models_and_reports_tables(tmp_path, capsys):
+    """Interleaved schedule (the CPU default), with the compiled NoiseMIM row
+    (dynamo's 'eager' backend here: inductor's C++ build takes minutes)."""
     out = tmp_path / 'results.json'
-    benchmark.main(TINY + ['--json', str(out)])
+    benchmark.main(TINY + ['--compile-backend', 'eager', '--json', str(out)])
     printed = capsys.readouterr().out
     results = json.loads(out.read_text())
 
+    assert results['schedule'] == 'interleaved'
     assert set(results['models']) == set(MODELS)
+    simmim = results['models']['SimMIM-style ViT']
     for name in MODELS:
         m = results['models'][name]
-        assert len(m['step_times']) == 1 and m['median'] > 0
+        assert len(m['step_times']) == 2 and len(m['warmup_times']) == 1
+        assert m['median'] > 0
         assert m['memory']['peak'] >= m['memory']['model'] > 0
-        assert f'| {name} |' in printed
-    assert 'flops' not in results['models']['NoiseMIM']  # CPU: no MFU
-    header = next(line for line in printed.splitlines()
-                  if line.startswith('| model |'))
-    for column in ('images/s', 'step time vs SimMIM-style', 'peak MiB',
-                   'memory vs SimMIM-style'):
-        assert column in header
-    simmim_row = next(line for line in printed.splitlines()
-                      if line.startswith('| SimMIM-style ViT |'))
-    assert '| 1.000 |' in simmim_row  # the reference of the ratios
+        ratios = [a / b for a, b in zip(m['step_times'],
+                                        simmim['step_times'])]
+        assert m['vs_simmim']['median'] == pytest.approx(
+            sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2)
+        assert m['vs_simmim']['min'] == pytest.approx(min(ratios))
+        row = _row(printed, name)
+        assert row[RATIO] == f"{m['vs_simmim']['median']:.3f}"
+        assert 'flops' not in m  # CPU: no MFU
+    assert _row(printed, 'SimMIM-style ViT')[RATIO] == '1.000'
+    for column in ('images/s', 'paired ratio IQR', 'paired ratio min-max',
+                   'first step s', 'peak MiB', 'memory vs SimMIM-style'):
+        assert column in _row(printed, 'MAE')
+    assert 'reserved MiB' not in _row(printed, 'MAE')  # CUDA only
 
     shares = results['noisemim_shares']
     assert set(shares) == set(benchmark.RANGES)
@@ -50,6 +70,74 @@ def test_benchmark_times_three_models_and_reports_tables(tmp_path, capsys):
     assert 0 < shares['noisemim.noise_injection'] < 1
     assert results['pipeline_images_per_s'] > 0
     assert 'one worker process' in printed
+
+
+def test_sequential_schedule_runs_one_model_process_at_a_time():
+    """The CUDA schedule (no two allocator caches on one GPU), run on CPU
+    with one tiny model: its process ends before the function returns."""
+    from mmengine.config import Config
+
+    from noisemim.benchmark import benchmark_models
+    cfg = Config.fromfile(TINY[1])
+    cfg.model.backbone.img_size = 32
+    spec = benchmark_models(cfg)['SimMIM-style ViT']
+    args = benchmark.parse_args(['--schedule', 'sequential', '--warmup',
+                                 '1', '--repeats', '2'])
+    worker_spec = benchmark.WorkerSpec(
+        'SimMIM-style ViT', spec.model, benchmark.optim_wrapper_cfg(
+            cfg, 'none'), 2, 32, threads=1,
+        mask_generator=spec.mask_generator)
+    results = benchmark.run_sequential([worker_spec], args)
+    m = results['SimMIM-style ViT']
+    assert len(m['step_times']) == 2 and len(m['warmup_times']) == 1
+    assert m['memory']['model'] > 0
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    summary = benchmark.paired_ratio([2., 4., 3., 9.], [1., 2., 3., 3.])
+    assert summary['median'] == pytest.approx(2.)  # ratios 2, 2, 1, 3
+    assert (summary['min'], summary['max']) == (1., 3.)
+    assert summary['q1'] <= summary['median'] <= summary['q3']
+    assert summary['pairs'] == 4
+    with pytest.raises(ValueError, match='as many rounds'):
+        benchmark.paired_ratio([1., 2.], [1.])
+
+
+def test_cuda_defaults_bf16_and_one_model_at_a_time():
+    args = benchmark.parse_args(['--device', 'cuda'])
+    assert (args.amp, args.schedule) == ('bf16', 'sequential')
+    args = benchmark.parse_args([])
+    assert (args.amp, args.schedule) == ('none', 'interleaved')
+
+
+@pytest.mark.parametrize('name, tflops', [
+    ('NVIDIA H200', 989.4), ('NVIDIA H200 NVL', 835.5),
+    ('NVIDIA H100 80GB HBM3', 989.4), ('NVIDIA H100 PCIe', 756.5),
+    ('NVIDIA H100 NVL', 835.5), ('NVIDIA GH200 480GB', 989.4),
+])
+def test_peak_is_the_device_s_own(name, tflops):
+    from noisemim.benchmark import peak_bf16_flops
+    assert peak_bf16_flops(name) == pytest.approx(tflops * 1e12)
+    assert peak_bf16_flops('Some Other GPU') is None
+
+
+def test_render_reports_mfu_with_and_without_disruption_flops():
+    """The CUDA columns, from a results dict shaped as run() makes it."""
+    def model(seconds, flops, without):
+        return dict(step_times=[seconds], warmup_times=[seconds],
+                    median=seconds, vs_simmim=benchmark.paired_ratio(
+                        [seconds], [1.]),
+                    memory=dict(peak=100., model=100., reserved=150.),
+                    flops=dict(total=flops, without_disruption=without))
+    results = dict(batch_size=8, device_name='NVIDIA H200', models={
+        'NoiseMIM': model(1., 2e14, 1.5e14),
+        'SimMIM-style ViT': model(1., 1.5e14, 1.5e14)},
+        noisemim_shares={'noisemim.disruption_loss': 0.01})
+    printed = benchmark.render(results)
+    row = _row(printed, 'NoiseMIM')
+    assert row['MFU (bf16 peak)'] == f'{2e14 / 989.4e12:.1%}'
+    assert row['MFU without disruption FLOPs'] == f'{1.5e14 / 989.4e12:.1%}'
+    assert row['reserved MiB'] == '150'
 
 
 def test_amp_needs_cuda(capsys):
@@ -60,42 +148,103 @@ def test_amp_needs_cuda(capsys):
 
 
 def test_range_shares_count_forward_and_backward():
-    import torch
     from torch.profiler import profile, record_function
 
     from noisemim.benchmark import range_shares
+    from noisemim.benchmark.profiling import step_total
     x = torch.randn(256, 256, requires_grad=True)
     with profile() as prof:
         with record_function('inside'):
             y = (x @ x).softmax(-1)
         (y.sum() + (x @ x).sum()).backward()
     events = prof.events()
-    total = sum(e.cpu_time_total for e in events if e.cpu_parent is None)
-    share = range_shares(events, ['inside', 'absent'], total)
+    total = step_total(events)
+    share = range_shares(events, ['inside', 'absent'])
     forward = sum(e.cpu_time_total for e in events if e.name == 'inside')
     assert share['absent'] == 0
     assert forward / total < share['inside'] < 1  # + its backward nodes
 
 
-def test_fused_disruption_mass_has_the_explicit_gradient():
-    """The speed change (fused attention rows) keeps the loss's gradient."""
-    import torch
+def test_a_whole_step_range_is_at_most_the_whole_step():
+    """Numerator and denominator on the profiler's one clock."""
+    from torch.profiler import profile, record_function
 
-    from noisemim.models.losses.disruption import cross_corruption_mass
-    g = torch.Generator().manual_seed(0)
-    q = torch.randn(2, 3, 9, 8, generator=g, requires_grad=True)
-    k = torch.randn(2, 3, 9, 8, generator=g, requires_grad=True)
-    M = torch.tensor([[1, 2, 5], [2, 3, 8]])
-    S = torch.tensor([[3, 6], [1, 6]])
-    weights = torch.randn(2, 3, generator=g)
-    fused = torch.autograd.grad((cross_corruption_mass(q, k, M, S) *
-                                 weights).sum(), (q, k))
+    from noisemim.benchmark import range_shares
+    x = torch.randn(128, 128, requires_grad=True)
+    with profile() as prof:
+        with record_function('all'):
+            y = (x @ x).softmax(-1).sum()
+        y.backward()
+    share = range_shares(prof.events(), ['all'])['all']
+    assert 0.5 < share <= 1.0
 
-    A = (q @ k.transpose(-2, -1) * 8**-0.5).softmax(-1)
-    is_m = torch.zeros(2, 9).scatter_(1, M, 1.)
-    is_s = torch.zeros(2, 9).scatter_(1, S, 1.)
-    c = (torch.einsum('bhij,bi,bj->bh', A, is_m, is_s) / 3 +
-         torch.einsum('bhij,bi,bj->bh', A, is_s, is_m) / 2)
-    explicit = torch.autograd.grad((c * weights).sum(), (q, k))
-    for a, b in zip(fused, explicit):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+def test_a_node_is_counted_for_the_op_that_created_it():
+    """An op without a backward node records the NEXT node's number; that
+    node (created outside the range) must not be billed to the range."""
+    from torch.profiler import profile, record_function
+
+    from noisemim.benchmark.profiling import (BACKWARD_PREFIX,
+                                              node_creators, range_shares)
+    x = torch.randn(192, 192, requires_grad=True)
+    with profile() as prof:
+        with record_function('inside'):
+            y = x.softmax(-1)
+            y.detach().sum()  # no node: records the next node's number
+        big = (x @ x @ x @ x @ x).sum()  # nodes created outside the range
+        (y.sum() + big).backward()
+    events = prof.events()
+    by_id = {id(e): e for e in events}
+    creators = node_creators(events)
+    nodes = [e for e in events if e.name.startswith(BACKWARD_PREFIX)
+             and e.sequence_nr >= 0]
+    names = {'MmBackward0': ('aten::matmul', 'aten::mm'),
+             'SoftmaxBackward0': ('aten::softmax', ),
+             'SumBackward0': ('aten::sum', ), 'AddBackward0': ('aten::add', )}
+    for node in nodes:
+        kind = node.name.split(': ')[-1]
+        creator = by_id[creators[(node.fwd_thread, node.sequence_nr)]]
+        assert creator.name in names[kind], (node.name, creator.name)
+    # The range holds a softmax alone: its share is far below the matmuls'.
+    inside = range_shares(events, ['inside'])['inside']
+    mm_nodes = sum(e.cpu_time_total for e in nodes if 'Mm' in e.name)
+    from noisemim.benchmark.profiling import step_total
+    assert inside < mm_nodes / step_total(events)
+
+
+def test_cuda_annotation_copies_of_a_range_are_not_counted_twice():
+    """With CUDA activity a range also appears as a GPU user annotation."""
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+    from torch.profiler import profile, record_function
+
+    from noisemim.benchmark import range_shares
+    x = torch.randn(128, 128, requires_grad=True)
+    with profile() as prof:
+        with record_function('inside'):
+            y = (x @ x).sum()
+        y.backward()
+    events = list(prof.events())
+    once = range_shares(events, ['inside'])['inside']
+    original = next(e for e in events if e.name == 'inside')
+    copy = FunctionEvent(
+        id=10**9, name='inside', thread=original.thread,
+        start_us=original.time_range.start, end_us=original.time_range.end,
+        device_type=DeviceType.CUDA, is_user_annotation=True)
+    assert range_shares(events + [copy], ['inside'])['inside'] == once
+
+
+def test_flops_with_and_without_the_disruption_loss():
+    from mmengine.config import Config
+
+    from noisemim.benchmark import benchmark_models
+    from noisemim.benchmark.worker import StepRunner, WorkerSpec
+    cfg = Config.fromfile(TINY[1])
+    cfg.model.backbone.img_size = 32
+    spec = benchmark_models(cfg)['NoiseMIM']
+    runner = StepRunner(
+        WorkerSpec('NoiseMIM', spec.model,
+                   benchmark.optim_wrapper_cfg(cfg, 'none'), 2, 32))
+    flops = runner.flops()
+    assert flops['total'] > flops['without_disruption'] > 0
+    assert runner.model.disruption is not None  # switched back on

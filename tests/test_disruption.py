@@ -37,7 +37,8 @@ def test_optimising_disruption_alone_lowers_cross_attention(build_model):
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(15):
         _, out = model.corrupted_forward(x, corruption)
-        loss = model.disruption(out.attention, corruption, 1)
+        assert set(out.cross_mass) == set(model.disruption_layers)
+        loss = model.disruption(out.cross_mass, corruption, 1)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,25 +1,32 @@
 """Side-by-side pre-training benchmark: NoiseMIM, a SimMIM-style ViT and MAE.
 
 Times full training steps (data preprocessor, forward, backward, optimizer
-step) of the three models at the NoiseMIM config's architecture, batch and
-resolution, in one run: each model in its own process, stepped in turn
-(round-robin) so that the load of a shared machine hits them alike; the first
-``--warmup`` rounds are dropped and the median of ``--repeats`` is reported.
-Also reports the share of a NoiseMIM step in corruption sampling, noise
-injection and the disruption loss (torch.profiler), the data pipeline's
-images/s, and on CUDA the model FLOP utilisation against the bf16 peak.
+step) of the models at the NoiseMIM config's architecture, batch and
+resolution, each model in its own process: NoiseMIM, NoiseMIM with its
+encoder blocks and heads compiled (``--compile-backend``), the SimMIM-style
+ViT (mmpretrain's classes only) and MAE. On CPU the processes are stepped in
+turn (round-robin, each round starting with the next model) so that the load
+of a shared machine hits them alike; on CUDA one model runs at a time (its
+process ends before the next starts, so no two allocator caches share the
+GPU). The first ``--warmup`` rounds are dropped. A model's time relative to
+the SimMIM-style step is the median over the rounds of the per-round ratio
+(round i against round i), with its spread. Also reports the share of a
+NoiseMIM step in corruption sampling, noise injection and the disruption loss
+(torch.profiler), the data pipeline's images/s, and on CUDA the model FLOP
+utilisation against the device's bf16 peak, with and without the disruption
+loss's FLOPs.
 
 Examples::
 
     python tools/benchmark.py                       # ViT-B/16, 224 px, CPU
-    python tools/benchmark.py --device cuda --amp bf16 --batch-size 128
+    python tools/benchmark.py --device cuda --batch-size 512   # bf16 AMP
 """
 import argparse
 import json
 import statistics
 import sys
 from contextlib import ExitStack
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from mmengine.config import Config, DictAction
@@ -33,6 +40,7 @@ from noisemim.benchmark.pipeline import cpus_per_device, feed_estimate
 RANGES = ('noisemim.sample_corruption', 'noisemim.noise_injection',
           'noisemim.disruption_loss')
 AMP_DTYPES = dict(bf16='bfloat16', fp16='float16')
+COMPILED_NAME = NOISEMIM_NAME + ' (compiled)'
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -46,8 +54,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--repeats', type=int, default=5,
                         help='timed rounds (the median is reported)')
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    parser.add_argument('--amp', choices=['none', *AMP_DTYPES],
-                        default='none', help='mixed precision (CUDA only)')
+    parser.add_argument(
+        '--amp', choices=['none', *AMP_DTYPES],
+        help='mixed precision (CUDA only; default: bf16 on CUDA, none on CPU)')
+    parser.add_argument(
+        '--schedule', choices=['auto', 'interleaved', 'sequential'],
+        default='auto',
+        help='interleaved: all model processes alive, stepped round-robin; '
+        'sequential: one model process at a time (needed on a GPU at the '
+        'training batch); auto: interleaved on CPU, sequential on CUDA')
+    parser.add_argument(
+        '--compile-backend', default='inductor',
+        help="torch.compile backend of the compiled NoiseMIM row ('none': "
+        'no compiled row)')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch threads per model process (0: default)')
     parser.add_argument('--profile-steps', type=int, default=1,
@@ -64,8 +83,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help="override MAE's decoder (default: mmpretrain's, 8 x 512-d), "
         'e.g. decoder_embed_dim=32 decoder_depth=1 decoder_num_heads=2')
     args = parser.parse_args(argv)
+    if args.amp is None:
+        args.amp = 'bf16' if args.device == 'cuda' else 'none'
     if args.amp != 'none' and args.device != 'cuda':
         parser.error('--amp needs --device cuda (mmengine AMP is CUDA-only)')
+    if args.schedule == 'auto':
+        args.schedule = 'sequential' if args.device == 'cuda' else 'interleaved'
     if args.repeats < 1 or args.warmup < 0:
         parser.error('--repeats must be >= 1 and --warmup >= 0')
     return args
@@ -83,23 +106,69 @@ def optim_wrapper_cfg(cfg: Config, amp: str) -> dict:
     return wrapper
 
 
+def _log(round_index: int, rounds: int, name: str, seconds: float) -> None:
+    print(f'round {round_index + 1}/{rounds} {name}: {seconds:.3f} s',
+          file=sys.stderr, flush=True)
+
+
 def time_side_by_side(workers: List[Worker], warmup: int,
                       repeats: int) -> Dict[str, List[float]]:
     """Round-robin steps; each round starts with the next model.
 
     Returns:
-        Dict[str, List[float]]: The timed step seconds of each model.
+        Dict[str, List[float]]: The step seconds of each model, warm-up
+        rounds included (the first ``warmup`` of them).
     """
     times = {w.name: [] for w in workers}
     for r in range(warmup + repeats):
         for i in range(len(workers)):
             worker = workers[(r + i) % len(workers)]
             seconds = worker.call('step')
-            if r >= warmup:
-                times[worker.name].append(seconds)
-            print(f'round {r + 1}/{warmup + repeats} {worker.name}: '
-                  f'{seconds:.3f} s', file=sys.stderr, flush=True)
+            times[worker.name].append(seconds)
+            _log(r, warmup + repeats, worker.name, seconds)
     return times
+
+
+def time_one(worker: Worker, warmup: int, repeats: int) -> List[float]:
+    """All the rounds of one model (the ``sequential`` schedule).
+
+    Returns:
+        List[float]: Its step seconds, warm-up rounds included.
+    """
+    times = []
+    for r in range(warmup + repeats):
+        times.append(worker.call('step'))
+        _log(r, warmup + repeats, worker.name, times[-1])
+    return times
+
+
+def paired_ratio(times: Sequence[float],
+                 reference: Sequence[float]) -> Dict[str, float]:
+    """The per-round ratios ``times[i] / reference[i]``, summarised.
+
+    A load burst on a shared machine slows the steps of one round, so the
+    ratio within a round is steadier than the ratio of two medians.
+
+    Args:
+        times (Sequence[float]): A model's timed steps, by round.
+        reference (Sequence[float]): The reference's, same rounds.
+
+    Returns:
+        Dict[str, float]: ``median``, ``q1``, ``q3`` (quartiles, Python's
+        ``statistics.quantiles`` inclusive method), ``min`` and ``max`` of
+        the ratios, and ``pairs``.
+    """
+    if len(times) != len(reference) or not times:
+        raise ValueError(f'paired_ratio needs as many rounds on both sides '
+                         f'(at least one), got {len(times)} and '
+                         f'{len(reference)}')
+    ratios = [t / r for t, r in zip(times, reference)]
+    if len(ratios) > 1:
+        q1, _, q3 = statistics.quantiles(ratios, n=4, method='inclusive')
+    else:
+        q1 = q3 = ratios[0]
+    return dict(median=statistics.median(ratios), q1=q1, q3=q3,
+                min=min(ratios), max=max(ratios), pairs=len(ratios))
 
 
 def morphing_cost(args: argparse.Namespace, num_tokens: int) -> Optional[dict]:
@@ -121,6 +190,83 @@ def morphing_cost(args: argparse.Namespace, num_tokens: int) -> Optional[dict]:
         repeats=args.repeats, warmup=args.warmup, device=args.device)
 
 
+def worker_specs(cfg: Config, args: argparse.Namespace, wrapper: dict,
+                 img_size: int) -> List[WorkerSpec]:
+    """The benchmark's model processes: NoiseMIM, NoiseMIM compiled (unless
+    ``--compile-backend none``), the SimMIM-style ViT and MAE."""
+    specs = []
+    for name, spec in benchmark_models(cfg, args.mae_neck).items():
+        specs.append(
+            WorkerSpec(name, spec.model, wrapper, args.batch_size, img_size,
+                       args.device, args.threads,
+                       mask_generator=spec.mask_generator))
+        if name == NOISEMIM_NAME and args.compile_backend != 'none':
+            specs.append(
+                WorkerSpec(COMPILED_NAME, spec.model, wrapper,
+                           args.batch_size, img_size, args.device,
+                           args.threads,
+                           compile_options=dict(
+                               backend=args.compile_backend)))
+    return specs
+
+
+def measure(worker: Worker, times: List[float],
+            args: argparse.Namespace) -> dict:
+    """Everything measured of one model, with its process still alive.
+
+    Args:
+        worker (Worker): The model's process.
+        times (List[float]): Its step seconds, warm-up rounds first.
+        args (argparse.Namespace): The benchmark's settings.
+
+    Returns:
+        dict: ``step_times`` (timed rounds), ``warmup_times``, ``median``,
+        ``memory``; for NoiseMIM ``shares`` (the profiled step breakdown);
+        on CUDA ``flops`` (attention FLOPs are not counted on CPU).
+    """
+    timed = times[args.warmup:]
+    result = dict(step_times=timed, warmup_times=times[:args.warmup],
+                  median=statistics.median(timed),
+                  memory=worker.call('memory'))
+    if worker.name == NOISEMIM_NAME:
+        result['shares'] = worker.call('shares', RANGES, args.profile_steps)
+    if args.device == 'cuda' and worker.name != COMPILED_NAME:
+        result['flops'] = worker.call('flops')
+    return result
+
+
+def run_interleaved(specs: List[WorkerSpec],
+                    args: argparse.Namespace) -> Dict[str, dict]:
+    """All model processes alive, stepped round-robin (CPU).
+
+    Returns:
+        Dict[str, dict]: :func:`measure`'s result of each model.
+    """
+    with ExitStack() as stack:
+        workers = [stack.enter_context(Worker(spec)) for spec in specs]
+        for w in workers:  # build all before the first timed step
+            w.wait_built()
+        times = time_side_by_side(workers, args.warmup, args.repeats)
+        return {w.name: measure(w, times[w.name], args) for w in workers}
+
+
+def run_sequential(specs: List[WorkerSpec],
+                   args: argparse.Namespace) -> Dict[str, dict]:
+    """One model process at a time: each ends (and frees its allocator
+    cache) before the next starts, so a GPU holds one model at the batch.
+
+    Returns:
+        Dict[str, dict]: :func:`measure`'s result of each model.
+    """
+    results = {}
+    for spec in specs:
+        with Worker(spec) as w:
+            results[w.name] = measure(
+                w, time_one(w, args.warmup, args.repeats), args)
+        assert not w.alive, f'the process of {w.name} outlived its turn'
+    return results
+
+
 def run(args: argparse.Namespace) -> dict:
     """Run the benchmark; returns everything it measured."""
     cfg = Config.fromfile(args.config)
@@ -134,27 +280,17 @@ def run(args: argparse.Namespace) -> dict:
                    mae_neck=args.mae_neck, models={})
     if args.device == 'cuda':
         results['device_name'] = torch.cuda.get_device_name()
-    with ExitStack() as stack:
-        workers = [
-            stack.enter_context(
-                Worker(
-                    WorkerSpec(name, spec.model, wrapper, args.batch_size,
-                               img_size, args.device, args.threads,
-                               mask_generator=spec.mask_generator)))
-            for name, spec in benchmark_models(cfg, args.mae_neck).items()
-        ]
-        times = time_side_by_side(workers, args.warmup, args.repeats)
-        for w in workers:
-            results['models'][w.name] = dict(
-                step_times=times[w.name],
-                median=statistics.median(times[w.name]),
-                memory=w.call('memory'))
-        noisemim_worker = workers[0]
-        results['noisemim_shares'] = noisemim_worker.call(
-            'shares', RANGES, args.profile_steps)
-        if args.device == 'cuda':  # CPU attention is not counted there
-            for w in workers:
-                results['models'][w.name]['flops'] = w.call('flops')
+    results['schedule'] = args.schedule
+    results['compile_backend'] = args.compile_backend
+    specs = worker_specs(cfg, args, wrapper, img_size)
+    schedule = (run_interleaved
+                if args.schedule == 'interleaved' else run_sequential)
+    results['models'] = schedule(specs, args)
+    base = results['models'][SIMMIM_NAME]['step_times']
+    for m in results['models'].values():
+        m['vs_simmim'] = paired_ratio(m['step_times'], base)
+    results['noisemim_shares'] = results['models'][NOISEMIM_NAME].pop(
+        'shares')
     if args.pipeline_images > 0:
         results['pipeline_images_per_s'] = pipeline_throughput(
             cfg, args.pipeline_images)
@@ -174,29 +310,44 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
     base = models[SIMMIM_NAME]
     peak = (peak_tflops * 1e12 if peak_tflops else peak_bf16_flops(
         results.get('device_name', '')))
-    columns = ['model', 'step s (median)', 'min-max s', 'images/s',
-               'step time vs SimMIM-style', 'peak MiB', 'model MiB',
-               'memory vs SimMIM-style']
+    columns = ['model', 'step s (median)', 'images/s',
+               'step time vs SimMIM-style (median of paired rounds)',
+               'paired ratio IQR', 'paired ratio min-max', 'first step s',
+               'peak MiB', 'model MiB', 'memory vs SimMIM-style']
+    cuda = 'reserved' in base['memory']
+    if cuda:
+        columns.insert(columns.index('model MiB'), 'reserved MiB')
     if 'flops' in base:
-        columns += ['TFLOP/s', 'MFU (bf16 peak)']
+        columns += ['TFLOP/s', 'MFU (bf16 peak)',
+                    'MFU without disruption FLOPs']
     rows = []
     for name, m in models.items():
+        ratio = m['vs_simmim']
+        first = (m.get('warmup_times') or m['step_times'])[0]
         row = {
             'model': name,
             'step s (median)': f"{m['median']:.3f}",
-            'min-max s': f"{min(m['step_times']):.3f}-"
-                         f"{max(m['step_times']):.3f}",
             'images/s': f"{batch / m['median']:.2f}",
-            'step time vs SimMIM-style': f"{m['median'] / base['median']:.3f}",
+            'step time vs SimMIM-style (median of paired rounds)':
+            f"{ratio['median']:.3f}",
+            'paired ratio IQR': f"{ratio['q1']:.3f}-{ratio['q3']:.3f}",
+            'paired ratio min-max': f"{ratio['min']:.3f}-{ratio['max']:.3f}",
+            'first step s': f'{first:.1f}',
             'peak MiB': f"{m['memory']['peak']:.0f}",
             'model MiB': f"{m['memory']['model']:.0f}",
             'memory vs SimMIM-style':
             f"{m['memory']['model'] / base['memory']['model']:.3f}",
         }
+        if cuda:
+            row['reserved MiB'] = f"{m['memory']['reserved']:.0f}"
         if 'flops' in m:
-            rate = m['flops'] / m['median']
+            flops = m['flops']
+            rate = flops['total'] / m['median']
+            useful = flops['without_disruption'] / m['median']
             row['TFLOP/s'] = f'{rate / 1e12:.1f}'
             row['MFU (bf16 peak)'] = f'{rate / peak:.1%}' if peak else 'n/a'
+            row['MFU without disruption FLOPs'] = (f'{useful / peak:.1%}'
+                                                   if peak else 'n/a')
         rows.append(row)
     out = [format_table(columns, rows)]
     shares = results['noisemim_shares']
@@ -247,7 +398,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f"{results['config']}: batch {results['batch_size']}, "
           f"{results['img_size']} px, {results['device']}"
           f"{', amp ' + results['amp'] if results['amp'] != 'none' else ''}"
-          f", {results['warmup']} warm-up + {results['repeats']} timed rounds")
+          f", {results['warmup']} warm-up + {results['repeats']} timed rounds"
+          f" ({results['schedule']})")
     print(render(results, args.peak_tflops))
     if args.json:
         with open(args.json, 'w') as f:

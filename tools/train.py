@@ -17,6 +17,7 @@ from noisemim.engine.hooks.checkpoint_atomic import use_atomic_checkpoints
 from noisemim.engine.optimizers import (configure_mixed_precision,
                                         count_accumulation_in_lr_scaling)
 from noisemim.utils.checkpoint import check_checkpoint
+from noisemim.utils.compile import apply_compile_config
 from noisemim.utils.launch import (add_common_args, check_data_roots,
                                    load_config, setup_distributed)
 from noisemim.utils.tensorboard import add_tensorboard_backend
@@ -47,6 +48,11 @@ def parse_args() -> argparse.Namespace:
         '--tensorboard',
         action='store_true',
         help='also log to TensorBoard (needs the tensorboard package)')
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the encoder blocks and heads (not the optimizer '
+        'step); the same as compile_blocks=True in the config')
     add_common_args(parser)
     return parser.parse_args()
 
@@ -59,6 +65,7 @@ def build_config(args: argparse.Namespace) -> Config:
     if args.auto_scale_lr:
         cfg.setdefault('auto_scale_lr', {})['enable'] = True
     count_accumulation_in_lr_scaling(cfg)
+    apply_compile_config(cfg, getattr(args, 'compile', False))
     if getattr(args, 'tensorboard', False):
         add_tensorboard_backend(cfg)
     if args.resume == 'auto':

@@ -1,12 +1,17 @@
 """Markdown tables and the accelerator peaks that model FLOP utilisation needs."""
 from typing import Dict, List, Optional, Sequence
 
-# Dense bf16 tensor-core peaks in FLOP/s (vendor data sheets, no sparsity).
+# Dense bf16 tensor-core peaks in FLOP/s (vendor data sheets, no sparsity),
+# most specific name first: "NVIDIA H200 NVL" must not match "H200", nor
+# "NVIDIA H100 PCIe" the SXM part. The SXM parts report no form factor
+# ("NVIDIA H100 80GB HBM3", "NVIDIA H200").
 PEAK_BF16_FLOPS = (
-    ('H200', 989.4e12),
-    ('H100 NVL', 835.0e12),
-    ('H100 PCIe', 756.0e12),
-    ('H100', 989.4e12),  # SXM5 (e.g. "NVIDIA H100 80GB HBM3")
+    ('GH200', 989.4e12),
+    ('H200 NVL', 835.5e12),
+    ('H200', 989.4e12),  # SXM
+    ('H100 NVL', 835.5e12),
+    ('H100 PCIe', 756.5e12),
+    ('H100', 989.4e12),  # SXM5
     ('A100', 312.0e12),
     ('L40S', 362.1e12),
     ('A10G', 70.0e12),

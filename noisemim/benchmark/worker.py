@@ -31,6 +31,9 @@ class WorkerSpec:
         seed (int): Seed of the weights and the synthetic images.
         mask_generator (dict, optional): A transform drawing one sample's
             mask into the data samples (SimMIM's pipeline mask).
+        compile_options (dict, optional): Compile the model's encoder blocks
+            and heads with these ``torch.compile`` options
+            (``noisemim.utils.compile``); None runs it eagerly.
     """
     name: str
     model: dict
@@ -41,6 +44,7 @@ class WorkerSpec:
     threads: int = 0
     seed: int = 0
     mask_generator: Optional[dict] = None
+    compile_options: Optional[dict] = None
 
 
 class StepRunner:
@@ -72,6 +76,9 @@ class StepRunner:
         self.model.to(self.device).train()
         self.optim_wrapper = build_optim_wrapper(self.model,
                                                  spec.optim_wrapper)
+        if spec.compile_options is not None:
+            from noisemim.utils.compile import compile_model
+            compile_model(self.model, **spec.compile_options)
         g = torch.Generator().manual_seed(spec.seed)
         self.images = torch.randint(
             0, 256, (spec.batch_size, 3, spec.img_size, spec.img_size),
@@ -115,26 +122,44 @@ class StepRunner:
             Dict[str, float]: ``peak``: CUDA ``max_memory_allocated``, or the
             process's peak resident memory on CPU; ``model``: the part of it
             the model, optimizer and steps added (on CPU, the peak minus the
-            resident memory after the imports).
+            resident memory after the imports); on CUDA also ``reserved``,
+            the peak that the caching allocator held
+            (``max_memory_reserved``), which is what the GPU must have.
         """
         mib = 2.**20
         if self.device.type == 'cuda':
             peak = torch.cuda.max_memory_allocated(self.device) / mib
-            return dict(peak=peak, model=peak)
+            reserved = torch.cuda.max_memory_reserved(self.device) / mib
+            return dict(peak=peak, model=peak, reserved=reserved)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return dict(peak=peak / mib, model=(peak - self.rss_before) / mib)
 
-    def flops(self) -> float:
-        """FLOPs of one training step, from ``torch.utils.flop_counter``.
-
-        Returns:
-            float: Matmul, convolution and attention FLOPs (forward and
-            backward) of a step.
-        """
+    def _counted_step(self) -> float:
         from torch.utils.flop_counter import FlopCounterMode
         with FlopCounterMode(display=False) as counter:
             self.step()
         return float(counter.get_total_flops())
+
+    def flops(self) -> Dict[str, float]:
+        """FLOPs of one training step, from ``torch.utils.flop_counter``.
+
+        Returns:
+            Dict[str, float]: Matmul, convolution and attention FLOPs
+            (forward and backward) of a step: ``total``, and
+            ``without_disruption``, those of a step with the model's
+            disruption loss switched off (the same as ``total`` for a
+            model without one), so that MFU can be read both ways.
+        """
+        total = self._counted_step()
+        without = total
+        disruption = getattr(self.model, 'disruption', None)
+        if disruption is not None:
+            self.model.disruption = None
+            try:
+                without = self._counted_step()
+            finally:
+                self.model.disruption = disruption
+        return dict(total=total, without_disruption=without)
 
     def shares(self, names: Sequence[str], steps: int = 1) -> Dict[str, float]:
         """Share of profiled steps spent in ``record_function`` ranges.
@@ -154,8 +179,10 @@ class StepRunner:
         if cuda:
             activities.append(ProfilerActivity.CUDA)
         with profile(activities=activities) as prof:
-            total = sum(self.step() for _ in range(steps))
-        return range_shares(prof.events(), names, total * 1e6, cuda)
+            for _ in range(steps):
+                self.step()
+        # The denominator on the profiler's own clock (see range_shares).
+        return range_shares(prof.events(), names, device_time=cuda)
 
 
 def _serve(conn, spec: WorkerSpec) -> None:
@@ -225,6 +252,11 @@ class Worker:
             raise RuntimeError(f'{self.name} failed:\n{value}')
         return value
 
+    @property
+    def alive(self) -> bool:
+        """Whether the model's process is running."""
+        return self._process.is_alive()
+
     def close(self) -> None:
         """Stop the process."""
         if self._process.is_alive():
@@ -235,6 +267,7 @@ class Worker:
             self._process.join(timeout=30)
             if self._process.is_alive():
                 self._process.terminate()
+                self._process.join(timeout=10)
         self._conn.close()
 
     def __enter__(self) -> 'Worker':

@@ -146,12 +146,13 @@ class NoiseMIM(BaseSelfSupervisor):
         if corruption is None:
             corruption = self.backbone.sample_corruption(inputs)
         layers = self.disruption_layers if self.disruption else ()
-        hard = self.disruption is not None and self.disruption.mode == 'hard'
+        mode = self.disruption.mode if self.disruption else None
         out = self.backbone(
             inputs,
             corruption,
-            probe_layers=() if hard else layers,
-            blocked_layers=layers if hard else ())
+            probe_layers=layers if mode == 'entropy' else (),
+            blocked_layers=layers if mode == 'hard' else (),
+            mass_layers=layers if mode == 'mass' else ())
         return corruption, out
 
     def mim_loss(self, inputs: Tensor, pixels: Tensor, corruption: Corruption,
@@ -201,5 +202,6 @@ class NoiseMIM(BaseSelfSupervisor):
         losses['loss_denoise'] = self.denoise_head.loss(noised_tokens, target)
         if self.disruption is not None and self.disruption.mode != 'hard':
             losses['loss_disruption'] = self.disruption(
+                out.cross_mass if self.disruption.mode == 'mass' else
                 out.attention, corruption, self.backbone.num_extra_tokens)
         return losses

@@ -7,7 +7,7 @@ corruption sampler and, optionally, an embedding of the noise level
 transfer.
 """
 import math
-from typing import NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torch.profiler import record_function
 
 from ..corruption import Corruption, CorruptionSampler, add_noise
+from ..losses.disruption import cross_corruption_mass
+from ..mass_attention import MassProbe, attention_with_mass, compute_dtype
 from ..patches import patchify, unpatchify
 from ..pretrained import init_weights_then_load
 
@@ -40,11 +42,15 @@ class EncoderOutput(NamedTuple):
         clean (Tensor | None): ``(B, |S|, C)`` the clean hidden states (or
             pixel patches) of ``S`` where the noise was added.
         attention (dict): block index -> :class:`QueryKey`, for the blocks
-            asked for in ``probe_layers``.
+            asked for in ``probe_layers`` (and ``blocked_layers``).
+        cross_mass (dict): block index -> ``(B, heads)`` fp32
+            cross-corruption attention mass ``c``, for the blocks asked for
+            in ``mass_layers`` (read off the block's own attention).
     """
     tokens: Tensor
     clean: Optional[Tensor]
     attention: dict
+    cross_mass: Optional[dict] = None
 
 
 def cross_corruption_mask(corruption: Corruption,
@@ -67,6 +73,54 @@ def cross_corruption_mask(corruption: Corruption,
     return ~blocked.unsqueeze(1)
 
 
+def cross_corruption_bias(corruption: Corruption, num_extra_tokens: int,
+                          dtype: torch.dtype) -> Tensor:
+    """:func:`cross_corruption_mask` as an additive bias, built once per step.
+
+    A bool mask is turned into a float bias inside every attention call, and
+    some fused kernels take only a float bias; this one is made once, in the
+    dtype the attention runs in (autocast's), so no block converts it.
+
+    Args:
+        corruption (Corruption): The batch's corruption.
+        num_extra_tokens (int): Tokens before the patches.
+        dtype (torch.dtype): The dtype of the queries and keys.
+
+    Returns:
+        Tensor: ``(B, 1, L, L)``, 0 where attention is allowed, ``-inf``
+        where it is blocked (no row is blocked entirely: the class token and
+        the row's own set stay visible).
+    """
+    allowed = cross_corruption_mask(corruption, num_extra_tokens)
+    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return bias.masked_fill_(~allowed, float('-inf'))
+
+
+def _attention_tail(layer: TransformerEncoderLayer, x: Tensor,
+                    out: Tensor) -> Tensor:
+    """The rest of mmpretrain's block after attention: projection, residual,
+    FFN. ``out`` is the ``(B, heads, L, head_dims)`` attention output."""
+    attn = layer.attn
+    B, L, _ = x.shape
+    out = attn.proj(out.transpose(1, 2).reshape(B, L, attn.embed_dims))
+    x = x + attn.out_drop(attn.gamma1(attn.proj_drop(out)))
+    return layer.ffn(layer.ln2(x), identity=x)
+
+
+def _qkv(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
+    """``(B, L, 3, heads, head_dims)`` queries, keys and values of a block."""
+    attn = layer.attn
+    B, L, _ = x.shape
+    return attn.qkv(layer.ln1(x)).reshape(B, L, 3, attn.num_heads,
+                                          attn.head_dims)
+
+
+def plain_block_forward(layer: TransformerEncoderLayer, x: Tensor) -> Tensor:
+    """mmpretrain's block as it is (a function, so that it can be compiled
+    once for all blocks)."""
+    return layer(x)
+
+
 def block_forward(layer: TransformerEncoderLayer,
                   x: Tensor,
                   attn_mask: Optional[Tensor] = None
@@ -86,20 +140,52 @@ def block_forward(layer: TransformerEncoderLayer,
         Tuple[Tensor, QueryKey]: The block's output and its queries and keys.
     """
     attn = layer.attn
-    B, L, _ = x.shape
-    qkv = attn.qkv(layer.ln1(x)).reshape(B, L, 3, attn.num_heads,
-                                         attn.head_dims).permute(2, 0, 3, 1, 4)
-    q, k, v = qkv.unbind(0)
-    out = attn.scaled_dot_product_attention(
+    q, k, v = _qkv(layer, x).permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(
         q,
         k,
         v,
         attn_mask=attn_mask,
-        dropout_p=attn.attn_drop if attn.training else 0.)
-    out = attn.proj(out.transpose(1, 2).reshape(B, L, attn.embed_dims))
-    x = x + attn.out_drop(attn.gamma1(attn.proj_drop(out)))
-    x = layer.ffn(layer.ln2(x), identity=x)
-    return x, QueryKey(q, k)
+        dropout_p=attn.attn_drop if attn.training else 0.,
+        scale=attn.head_dims**-0.5)
+    return _attention_tail(layer, x, out), QueryKey(q, k)
+
+
+def mass_block_forward(layer: TransformerEncoderLayer,
+                       x: Tensor,
+                       probe: MassProbe,
+                       attn_mask: Optional[Tensor] = None
+                       ) -> Tuple[Tensor, Tensor]:
+    """mmpretrain's block, also returning the cross-corruption mass ``c``.
+
+    ``c`` is read off the block's own fused attention call (see
+    :mod:`noisemim.models.mass_attention`). With attention dropout in
+    training the probabilities are dropped too, so ``c`` is then computed
+    from the queries and keys in a second call instead.
+
+    Args:
+        layer (TransformerEncoderLayer): The block.
+        x (Tensor): ``(B, L, D)`` input tokens.
+        probe (MassProbe): The step's indicator channels.
+        attn_mask (Tensor, optional): Mask or additive bias.
+
+    Returns:
+        Tuple[Tensor, Tensor]: The block's output and ``(B, heads)`` ``c``.
+    """
+    if layer.attn.training and layer.attn.attn_drop > 0:
+        x, (q, k) = block_forward(layer, x, attn_mask)
+        return x, cross_corruption_mass(q, k, probe.masked_index,
+                                        probe.noised_index).float()
+    out, c = attention_with_mass(_qkv(layer, x), probe, attn_mask)
+    return _attention_tail(layer, x, out), c
+
+
+class BlockFunctions(NamedTuple):
+    """How the corrupted forward runs a block; ``noisemim.utils.compile``
+    swaps in compiled versions (one graph each, shared by all blocks)."""
+    plain: Callable = plain_block_forward
+    probe: Callable = block_forward
+    mass: Callable = mass_block_forward
 
 
 def timestep_embedding(t: Tensor, dims: int, max_period: float = 1e4) -> Tensor:
@@ -189,6 +275,9 @@ class NoiseMIMViT(VisionTransformer):
         self.time_embed = nn.Sequential(
             nn.Linear(self.embed_dims, self.embed_dims), nn.SiLU(),
             nn.Linear(self.embed_dims, self.embed_dims)) if time_embed else None
+        # How the corrupted forward runs its blocks (compiled by
+        # ``noisemim.utils.compile.compile_model``).
+        self.block_functions = BlockFunctions()
 
     @property
     def first_noised_block(self) -> int:
@@ -230,7 +319,8 @@ class NoiseMIMViT(VisionTransformer):
                 x: Tensor,
                 corruption: Optional[Corruption] = None,
                 probe_layers: Sequence[int] = (),
-                blocked_layers: Sequence[int] = ()
+                blocked_layers: Sequence[int] = (),
+                mass_layers: Sequence[int] = ()
                 ) -> Union[Tuple[Tensor, ...], EncoderOutput]:
         """Encode images, corrupted for pre-training or not.
 
@@ -239,9 +329,12 @@ class NoiseMIMViT(VisionTransformer):
             corruption (Corruption, optional): Without it, this is exactly
                 ``VisionTransformer.forward``.
             probe_layers (Sequence[int]): Blocks whose queries and keys are
-                returned (for the disruption loss).
+                returned (the ``'entropy'`` disruption loss, analyses).
             blocked_layers (Sequence[int]): Blocks where attention between
                 ``M`` and ``S`` is masked out (``disentangle='hard'``).
+            mass_layers (Sequence[int]): Blocks whose cross-corruption
+                attention mass ``c`` is returned (the ``'mass'`` disruption
+                loss), read off the block's own attention call.
 
         Returns:
             The ``VisionTransformer`` outputs, or an :class:`EncoderOutput`.
@@ -249,6 +342,10 @@ class NoiseMIMViT(VisionTransformer):
         if corruption is None:
             return super().forward(x)
         self._check_pretrain()
+        both = set(mass_layers) & set(probe_layers)
+        if both:
+            raise ValueError(f'blocks {sorted(both)} are in both mass_layers '
+                             'and probe_layers; ask for one of them per block')
 
         B = x.shape[0]
         noisy = corruption.num_noised > 0
@@ -275,21 +372,30 @@ class NoiseMIMViT(VisionTransformer):
         tokens = self.pre_norm(self.drop_after_pos(tokens))
 
         noised_index = corruption.noised_index + self.num_extra_tokens
-        attn_mask = cross_corruption_mask(
-            corruption, self.num_extra_tokens) if blocked_layers else None
-        attention = {}
+        # Built once per step, in the dtype the attention runs in.
+        dtype = compute_dtype(tokens)
+        bias = cross_corruption_bias(corruption, self.num_extra_tokens,
+                                     dtype) if blocked_layers else None
+        probe = MassProbe(corruption, self.num_extra_tokens,
+                          self.layers[0].attn.head_dims,
+                          dtype) if mass_layers else None
+        run = self.block_functions
+        attention, cross_mass = {}, {}
         for i, layer in enumerate(self.layers):
             if noisy and i == self.first_noised_block:
                 tokens, clean = self._inject_noise(tokens, clean,
                                                    noised_index, corruption)
-            if i in probe_layers or i in blocked_layers:
-                tokens, attention[i] = block_forward(
-                    layer, tokens, attn_mask if i in blocked_layers else None)
+            attn_mask = bias if i in blocked_layers else None
+            if i in mass_layers:
+                tokens, cross_mass[i] = run.mass(layer, tokens, probe,
+                                                 attn_mask)
+            elif i in probe_layers or attn_mask is not None:
+                tokens, attention[i] = run.probe(layer, tokens, attn_mask)
             else:
-                tokens = layer(tokens)
+                tokens = run.plain(layer, tokens)
         tokens = self.ln1(tokens)
         return EncoderOutput(tokens[:, self.num_extra_tokens:], clean,
-                             attention)
+                             attention, cross_mass)
 
     def _inject_noise(self, tokens: Tensor, clean: Optional[Tensor],
                       index: Tensor, corruption: Corruption

@@ -5,18 +5,22 @@ cross-corruption attention mass is::
 
     c = mean_{i in M} sum_{j in S} A_ij + mean_{i in S} sum_{j in M} A_ij
 
-and the loss is the mean of ``c`` over blocks, heads and samples. Only the rows
-of ``M`` and ``S`` are needed. ``sum_{j in S} A_ij`` is the output of attention
-with the 0/1 indicator of ``S`` as the value, so ``c`` is one fused
-``scaled_dot_product_attention`` call on the ``M`` and ``S`` query rows (in
-fp32): no ``N x N`` probability matrix is materialised or kept for the
-backward pass, which is the fused kernel's own. The ``'entropy'`` variant
-needs the probabilities themselves; it computes the ``M`` rows explicitly
-under activation checkpointing (recomputed in the backward, one block at a
-time, in fp32).
+and the loss is the mean of ``c`` over blocks, heads and samples. In training,
+``c`` is read off the encoder's own fused attention call of each block (the
+indicators of ``S`` and ``M`` ride along as two extra value channels, see
+:mod:`noisemim.models.mass_attention`): the loss adds no attention call, no
+``N x N`` probability matrix, and runs in the autocast dtype.
+:func:`cross_corruption_mass` computes the same ``c`` from a block's queries
+and keys (one fused attention call on the ``M`` and ``S`` rows with the
+indicators as the value), for analyses and for attention dropout.
+
+The ``'entropy'`` variant needs the probabilities themselves; it computes the
+``M`` rows explicitly under activation checkpointing (recomputed in the
+backward, one block at a time), with the logits in the compute dtype and only
+the log-softmax in fp32.
 """
 import math
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +31,8 @@ from torch.profiler import record_function
 from torch.utils.checkpoint import checkpoint
 
 from ..corruption import Corruption
+from ..mass_attention import (CUDA_HEAD_ALIGN, MASS_CHANNELS,
+                              mass_value_width)
 
 MODES = ('mass', 'entropy', 'hard')
 
@@ -39,11 +45,12 @@ def _rows(x: Tensor, index: Tensor) -> Tensor:
 
 def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
                           noised_index: Tensor) -> Tensor:
-    """``c`` of one block, per sample and head.
+    """``c`` of one block, per sample and head, from its queries and keys.
 
     ``sum_{j in S} A_ij`` is attention with the indicator of ``S`` as the
     value (and likewise for ``M``), so the masses come from one fused
-    attention call on the ``M`` and ``S`` query rows, in fp32.
+    attention call on the ``M`` and ``S`` query rows, in the dtype of ``q``
+    (autocast's on a GPU) with the fused kernel's fp32 accumulation.
 
     Args:
         q (Tensor): ``(B, H, L, d)`` queries (all tokens).
@@ -54,18 +61,24 @@ def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
     Returns:
         Tensor: ``(B, H)`` mass of ``M -> S`` plus ``S -> M`` attention.
     """
-    q, k = q.float(), k.float()
+    B, H, L, d = k.shape
     n_m = masked_index.shape[1]
     rows = _rows(q, torch.cat([masked_index, noised_index], 1))
     # Values: channel 0 marks S (what M rows must not see), channel 1 marks M
-    # (what S rows must not see), zero-padded to the head width: with a value
-    # width other than the query's, PyTorch falls back to the unfused kernel,
-    # which keeps every probability for the backward pass.
-    keys = k.new_zeros(k.shape[0], k.shape[2], max(2, k.shape[-1]))
-    keys[:, :, 0].scatter_(1, noised_index, 1.)
-    keys[:, :, 1].scatter_(1, masked_index, 1.)
-    keys = keys[:, None].expand(-1, k.shape[1], -1, -1)
-    mass = F.scaled_dot_product_attention(rows, k, keys)
+    # (what S rows must not see), zero-padded to the head width: fused
+    # kernels need the value width equal to the query's. Only where the head
+    # is too narrow (or, on a GPU, not a multiple of 8) are q and k
+    # zero-padded too, which leaves the logits unchanged (explicit scale).
+    fits = d >= MASS_CHANNELS and (q.device.type == 'cpu'
+                                   or d % CUDA_HEAD_ALIGN == 0)
+    width = d if fits else mass_value_width(d, q.device.type)
+    values = k.new_zeros(B, L, width)
+    values[:, :, 0].scatter_(1, noised_index, 1.)
+    values[:, :, 1].scatter_(1, masked_index, 1.)
+    values = values[:, None].expand(-1, H, -1, -1)
+    pad = (0, width - d)
+    mass = F.scaled_dot_product_attention(
+        F.pad(rows, pad), F.pad(k, pad), values, scale=d**-0.5).float()
     return mass[:, :, :n_m, 0].mean(-1) + mass[:, :, n_m:, 1].mean(-1)
 
 
@@ -80,9 +93,9 @@ def masked_attention_entropy_gap(q: Tensor, k: Tensor, masked_index: Tensor,
         Tensor: ``(B, H)``; 0 when each masked row is uniform over the clean
         keys, 1 when it is one-hot.
     """
-    q, k = q.float(), k.float()
     rows = _rows(q, masked_index)
-    logits = rows @ k.transpose(-2, -1) * q.shape[-1]**-0.5
+    # The product in the compute dtype; only the log-softmax in fp32.
+    logits = (rows @ k.transpose(-2, -1)).float() * q.shape[-1]**-0.5
     noised = torch.zeros(k.shape[0], k.shape[2], dtype=torch.bool,
                          device=k.device).scatter_(1, noised_index, True)
     logits = logits.masked_fill(noised[:, None, None], float('-inf'))
@@ -122,31 +135,38 @@ class DisruptionLoss(BaseModule):
         self._per_block = (cross_corruption_mass
                            if mode == 'mass' else masked_attention_entropy_gap)
 
-    def forward(self, attention: Dict[int, tuple], corruption: Corruption,
-                num_extra_tokens: int) -> Tensor:
+    def forward(self, attention: Dict[int, Union[Tensor, tuple]],
+                corruption: Corruption, num_extra_tokens: int) -> Tensor:
         """Compute ``loss_weight * mean over blocks, heads, samples``.
 
         Args:
-            attention (dict): block index -> ``(q, k)`` from the encoder.
+            attention (dict): block index -> the block's ``(B, H)`` mass
+                ``c`` (``EncoderOutput.cross_mass``, ``'mass'`` mode), or
+                its ``(q, k)`` (``EncoderOutput.attention``).
             corruption (Corruption): The batch's corruption.
             num_extra_tokens (int): Tokens before the patches.
 
         Returns:
             Tensor: The weighted loss (fp32 scalar).
         """
+        if not attention:
+            raise ValueError('the disruption loss got no block: ask the '
+                             'encoder for mass_layers or probe_layers')
         masked = corruption.masked_index + num_extra_tokens
         noised = corruption.noised_index + num_extra_tokens
-        with record_function('noisemim.disruption_loss'), torch.autocast(
-                device_type=masked.device.type, enabled=False):
-            if self.mode == 'mass':  # fused: nothing to checkpoint
-                per_block = [
-                    self._per_block(q, k, masked, noised).mean()
-                    for q, k in attention.values()
-                ]
-            else:
-                per_block = [
-                    checkpoint(self._per_block, q, k, masked, noised,
-                               use_reentrant=False).mean()
-                    for q, k in attention.values()
-                ]
+        per_block = []
+        with record_function('noisemim.disruption_loss'):
+            for value in attention.values():
+                if isinstance(value, Tensor):
+                    if self.mode != 'mass':
+                        raise ValueError(
+                            f'mode {self.mode!r} needs the queries and keys '
+                            'of each block, got attention masses')
+                    c = value
+                elif self.mode == 'mass':  # fused: nothing to checkpoint
+                    c = cross_corruption_mass(*value, masked, noised)
+                else:
+                    c = checkpoint(self._per_block, *value, masked, noised,
+                                   use_reentrant=False)
+                per_block.append(c.float().mean())
             return self.loss_weight * torch.stack(per_block).mean()
