@@ -7,6 +7,7 @@ into Python (``.item()``, ``int(t)``, ``bool(t)``) is
 (``torch.tensor([...])``, a host-to-device copy on a GPU) is
 ``aten.lift_fresh``.
 """
+import uuid
 from collections import Counter
 
 import pytest
@@ -35,9 +36,16 @@ class OpLog(TorchDispatchMode):
 
 def in_runner(iteration: int, seed: int = 7) -> None:
     """The runtime info a Runner publishes: seed and iteration."""
-    hub = MessageHub.get_instance(f'block-mask-{seed}-{iteration}')
+    hub = MessageHub.get_instance(f'block-mask-{uuid.uuid4().hex}')
     hub.update_info('seed', seed)
     hub.update_info('iter', iteration)
+
+
+@pytest.fixture(autouse=True)
+def blank_hub_after():
+    """Later tests in this process see no Runner's seed and iteration."""
+    yield
+    MessageHub.get_instance(f'block-mask-done-{uuid.uuid4().hex}')
 
 
 def draw(sampler: BlockwiseMaskSampler, batch: int = 8):
