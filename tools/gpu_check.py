@@ -291,9 +291,10 @@ def benchmark_details(path: str) -> str:
     parts = []
     for name, m in results['models'].items():
         memory = m.get('memory', {})
-        peak = memory.get('reserved', memory.get('peak'))
+        kind = 'reserved' if 'reserved' in memory else 'peak'
+        peak = memory.get(kind)
         parts.append(f'{name} {batch / m["median"]:.1f} img/s'
-                     + (f', {peak / 1024:.1f} GiB' if peak else ''))
+                     + (f', {peak / 1024:.1f} GiB {kind}' if peak else ''))
     return '; '.join(parts)
 
 
