@@ -143,7 +143,7 @@ def config_over(tmp_path, folder: str, workers: int, max_bad=50) -> str:
         'train_cfg = dict(max_iters=4)\n'
         'default_hooks = dict(checkpoint=dict(interval=2, max_keep_ckpts=-1))\n'
         f'train_dataloader = dict(batch_size=4, num_workers={workers}, '
-        f'persistent_workers={workers > 0}, dataset=dict(_delete_=True, '
+        'persistent_workers=False, dataset=dict(_delete_=True, '
         f'type="SkipBadSamples", max_bad={max_bad}, dataset=dict('
         f'type="CustomDataset", data_root={folder!r}, with_label=False, '
         f'pipeline={pipeline!r})))\n')
