@@ -302,6 +302,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
                 **result))
         del trained
         gc.collect()
+        # Keep what is done so far, should the study be stopped.
+        with open(osp.join(args.work_dir, 'study.partial.json'), 'w') as f:
+            json.dump(runs, f)
     wall = time.time() - start
     cpu = time.process_time() - cpu_start
 
