@@ -185,3 +185,28 @@ def test_past_max_bad_the_run_stops_with_the_files(tmp_path, folder):
         train_in_process(config, str(tmp_path / 'wd'))
     assert 'more than max_bad=1' in str(error.value)
     assert any(osp.join(folder, b) in str(error.value) for b in BAD)
+
+
+def test_counts_are_gathered_over_two_processes(tmp_path, folder):
+    from test_dist_train import free_port
+    # Unshuffled: rank 0 reads indices 0, 2, 4, 6 (a, c, e, g), rank 1 reads
+    # 1, 3, 5, 0 (b, d, f, a). Per pass rank 0 skips c.png and e.png; rank 1
+    # skips b.jpg and c.png (served d.png in b's place). Batch 2 x 4
+    # iterations is two passes each: 8 records, b.jpg's only from rank 1.
+    config = tmp_path / 'two_ranks.py'
+    config.write_text(
+        f'_base_ = [{config_over(tmp_path, folder, 0)!r}]\n'
+        'train_dataloader = dict(batch_size=2, sampler=dict('
+        "_delete_=True, type='DefaultSampler', shuffle=False))\n")
+    work_dir = str(tmp_path / 'two')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PORT=str(free_port()),
+               PATH=osp.dirname(sys.executable) + os.pathsep +
+               os.environ['PATH'])
+    run = subprocess.run(
+        ['bash', osp.join(ROOT, 'tools/dist_train.sh'), str(config), '2',
+         '--work-dir', work_dir], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    found = [r.split(':')[0] for r in records(osp.join(work_dir, 'iter_4.pth'))]
+    assert sorted(found) == sorted(
+        [osp.join(folder, n) for n in ('b.jpg', 'c.png', 'c.png', 'e.png')] * 2)
