@@ -78,6 +78,24 @@ def test_default_protocol_runs_end_to_end(tmp_path):
     assert len(saved['runs']) == 3 and saved['protocol'] == 'photo_crops'
     assert saved['cpu_s'] > 0
 
+    # The report again from the JSON alone (as for studies run in parallel).
+    merged = load_tool().main([
+        '--from-json',
+        str(tmp_path / 'study.json'), '--work-dir',
+        str(tmp_path / 'merged')
+    ])
+    assert merged == saved['runs']
+    text = (tmp_path / 'merged' / 'study.md').read_text()
+    assert 'Merged from 1 studies' in text
+    assert text.split('| cell |', 1)[1] == md.split('| cell |', 1)[1]
+    with pytest.raises(ValueError, match='seed 0 is in both'):
+        load_tool().main([
+            '--from-json',
+            str(tmp_path / 'study.json'),
+            str(tmp_path / 'study.json'), '--work-dir',
+            str(tmp_path / 'twice')
+        ])
+
 
 def write_folder(root, split: str, num: int, seed: int) -> None:
     """Two classes of 24 px images: reddish and bluish noise."""

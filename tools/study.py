@@ -84,6 +84,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='also probe every N pre-training iterations (a learning curve '
         'per run, in study.json and study_curves.png)')
     parser.add_argument(
+        '--from-json',
+        nargs='+',
+        metavar='STUDY_JSON',
+        help='train nothing: write the report of these study.json files '
+        '(e.g. of studies run in parallel) to --work-dir, as one table')
+    parser.add_argument(
         '--threads',
         type=int,
         default=1,
@@ -220,8 +226,62 @@ def probe_run(model: torch.nn.Module,
     return out
 
 
+def write_reports(runs: List[Dict], work_dir: str, header: str,
+                  title: str) -> str:
+    """Write ``study.md``, ``study.png``, ``study_analyses.png`` and (for
+    runs with a learning curve) ``study_curves.png``; return the Markdown."""
+    summaries = summarize(runs)
+    floor = RANDOM_INIT if any(r['cell'] == RANDOM_INIT for r in runs) else None
+    md = write_markdown(summaries, osp.join(work_dir, 'study.md'), header,
+                        floor)
+    plot_summaries(summaries, osp.join(work_dir, 'study.png'), title)
+    plot_analyses(summaries, osp.join(work_dir, 'study_analyses.png'), title)
+    plot_curves(runs, osp.join(work_dir, 'study_curves.png'), title)
+    return md
+
+
+def report_from_json(paths: Sequence[str], work_dir: str) -> List[Dict]:
+    """One report of several ``study.json`` files (no training).
+
+    Raises:
+        ValueError: If a cell and seed appear in more than one file.
+    """
+    studies = []
+    for path in paths:
+        with open(path) as f:
+            studies.append(json.load(f))
+    runs, seen = [], {}
+    for path, study in zip(paths, studies):
+        for run in study['runs']:
+            key = (run['cell'], run['seed'])
+            if key in seen:
+                raise ValueError(f'cell {key[0]} seed {key[1]} is in both '
+                                 f'{seen[key]} and {path}')
+            seen[key] = path
+            runs.append(run)
+    lines = [f'Merged from {len(studies)} studies:']
+    for study in studies:
+        lines.append(
+            f'- `{study["command"]}` ({study["wall_s"] / 60:.1f} min wall, '
+            f'{study["cpu_s"] / 60:.1f} min CPU; protocol '
+            f'`{study["protocol"]}`, {study["iters"]} iterations, seeds '
+            f'{study["seeds"]}). Machine: {study["machine"]}.')
+    os.makedirs(work_dir, exist_ok=True)
+    md = write_reports(
+        runs, work_dir, '\n'.join(lines),
+        f'protocol {studies[0]["protocol"]}, {studies[0]["iters"]} '
+        f'iterations, seeds {studies[0]["seeds"]} (mean ± std over seeds)')
+    with open(osp.join(work_dir, 'study.json'), 'w') as f:
+        json.dump(dict(sources=[{k: v for k, v in s.items() if k != 'runs'}
+                                for s in studies], runs=runs), f, indent=1)
+    print(md)
+    return runs
+
+
 def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     args = parse_args(argv)
+    if args.from_json:
+        return report_from_json(args.from_json, args.work_dir)
     protocol = load_protocol(
         find_config(args.protocol, PROTOCOL_DIR, 'study protocol'),
         args.protocol_options)
@@ -322,17 +382,9 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
         f'validation images at {img_size[0]} px; cosine {probe.knn_k}-NN '
         'and logistic regression on standardised mean-pooled final-norm '
         'patch tokens.')
-    summaries = summarize(runs)
-    floor = RANDOM_INIT if use_random_init else None
-    md = write_markdown(summaries, osp.join(args.work_dir, 'study.md'),
-                        header, floor)
     title = (f'protocol {args.protocol}, {iters} iterations, seeds {seeds} '
              '(mean ± std over seeds)')
-    plot_summaries(summaries, osp.join(args.work_dir, 'study.png'), title)
-    plot_analyses(summaries, osp.join(args.work_dir, 'study_analyses.png'),
-                  title)
-    if args.probe_every:
-        plot_curves(runs, osp.join(args.work_dir, 'study_curves.png'), title)
+    md = write_reports(runs, args.work_dir, header, title)
     with open(osp.join(args.work_dir, 'study.json'), 'w') as f:
         json.dump(
             dict(
