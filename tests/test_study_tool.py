@@ -195,6 +195,16 @@ def test_photo_crops_keep_train_and_val_regions_apart():
             x0, _, x1, _ = info['crop_box']
             columns = rest if held_out else kept
             assert columns.start <= x0 < x1 <= columns.stop
+    # The analyses' images cover every photograph, not the first one only.
+    probe_set = ProbeSet(dict(type='PhotoCrops', split='val', num_per_class=4,
+                              pipeline=PIPELINE))
+    images = probe_set.spread(len(classes))
+    assert images.shape == (len(classes), 3, 64, 64)
+    index = np.linspace(0, len(val) - 1, len(classes)).round().astype(int)
+    assert torch.equal(images, torch.stack([val[i]['inputs'] for i in index]))
+    assert {val.get_data_info(i)['gt_label']
+            for i in index} == set(range(len(classes)))
+    assert len(probe_set.spread(1000)) == len(val)
     item = val[0]
     assert item['inputs'].shape == (3, 64, 64)
     assert item['inputs'].dtype == torch.uint8

@@ -221,7 +221,7 @@ def probe_run(model: torch.nn.Module,
     final = results.pop('final')
     out = dict(knn=final['knn'], linear=final['linear'], blocks=results)
     if analyses and protocol.analysis_images:
-        images = probe_sets['val'].head(protocol.analysis_images)
+        images = probe_sets['val'].spread(protocol.analysis_images)
         out['analyses'] = analyze_cell(model, images)
     return out
 

@@ -99,15 +99,14 @@ class ProbeSet:
             stop = start + self.batch_size
             yield self._images[start:stop], self._labels[start:stop]
 
-    def head(self, num: int) -> Tensor:
-        """The first ``num`` images (fewer if the set is smaller)."""
-        images, total = [], 0
-        for batch, _ in self.batches():
-            images.append(batch[:num - total])
-            total += len(images[-1])
-            if total >= num:
-                break
-        return torch.cat(images)
+    def spread(self, num: int) -> Tensor:
+        """``num`` images evenly spaced over the split (all if it is
+        smaller), so that every part of it (every class, for a
+        class-ordered set) is represented."""
+        total = len(self.dataset)
+        index = np.unique(np.linspace(0, total - 1, min(num, total)).round())
+        return torch.stack(
+            [self.dataset[int(i)]['inputs'] for i in index])
 
     @property
     def image_size(self) -> Tuple[int, int]:

@@ -15,8 +15,8 @@ with these keys (``tools/study.py``'s flags override the first four):
 - ``probe`` (dict): ``train`` and ``val`` dataset configs (any mmpretrain
   classification dataset with a pipeline that ends in ``PackInputs``), and
   ``knn_k``, ``blocks``, ``batch_size``, ``num_workers``, ``cache``;
-- ``analysis_images`` (int): validation images for the per-cell analyses
-  (0 turns them off);
+- ``analysis_images`` (int): validation images (evenly spaced over the
+  split) for the per-cell analyses (0 turns them off);
 - ``description`` (str): what the protocol is, for the report.
 """
 from mmengine.config import Config, ConfigDict
