@@ -10,7 +10,9 @@ of a shared machine hits them alike; on CUDA one model runs at a time (its
 process ends before the next starts, so no two allocator caches share the
 GPU). The first ``--warmup`` rounds are dropped. A model's time relative to
 the SimMIM-style step is the median over the rounds of the per-round ratio
-(round i against round i), with its spread. Also reports the share of a
+(round i against round i), with its spread; the same ratio of the
+processes' CPU time (all threads) is less sensitive to other users of a
+shared machine. Also reports the share of a
 NoiseMIM step in corruption sampling, noise injection and the disruption loss
 (torch.profiler), the data pipeline's images/s, and on CUDA the model FLOP
 utilisation against the device's bf16 peak, with and without the disruption
@@ -37,8 +39,12 @@ from noisemim.benchmark import (NOISEMIM_NAME, SIMMIM_NAME, Worker,
                                 peak_bf16_flops, pipeline_throughput)
 from noisemim.benchmark.pipeline import cpus_per_device, feed_estimate
 
+# 'noisemim.mass_attention' is the whole attention call of the probed blocks
+# (the block's own work plus the two mass channels); what the disruption
+# loss adds to the step is 'noisemim.disruption_loss' plus the share of the
+# mass channels in that call (docs/performance.md).
 RANGES = ('noisemim.sample_corruption', 'noisemim.noise_injection',
-          'noisemim.disruption_loss')
+          'noisemim.disruption_loss', 'noisemim.mass_attention')
 AMP_DTYPES = dict(bf16='bfloat16', fp16='float16')
 COMPILED_NAME = NOISEMIM_NAME + ' (compiled)'
 
@@ -221,12 +227,14 @@ def measure(worker: Worker, times: List[float],
 
     Returns:
         dict: ``step_times`` (timed rounds), ``warmup_times``, ``median``,
+        ``cpu_times`` (the process's CPU seconds of the timed rounds),
         ``memory``; for NoiseMIM ``shares`` (the profiled step breakdown);
         on CUDA ``flops`` (attention FLOPs are not counted on CPU).
     """
     timed = times[args.warmup:]
+    cpu = worker.call('cpu_times')[args.warmup:len(times)]
     result = dict(step_times=timed, warmup_times=times[:args.warmup],
-                  median=statistics.median(timed),
+                  median=statistics.median(timed), cpu_times=cpu,
                   memory=worker.call('memory'))
     if worker.name == NOISEMIM_NAME:
         result['shares'] = worker.call('shares', RANGES, args.profile_steps)
@@ -286,9 +294,10 @@ def run(args: argparse.Namespace) -> dict:
     schedule = (run_interleaved
                 if args.schedule == 'interleaved' else run_sequential)
     results['models'] = schedule(specs, args)
-    base = results['models'][SIMMIM_NAME]['step_times']
+    base = results['models'][SIMMIM_NAME]
     for m in results['models'].values():
-        m['vs_simmim'] = paired_ratio(m['step_times'], base)
+        m['vs_simmim'] = paired_ratio(m['step_times'], base['step_times'])
+        m['cpu_vs_simmim'] = paired_ratio(m['cpu_times'], base['cpu_times'])
     results['noisemim_shares'] = results['models'][NOISEMIM_NAME].pop(
         'shares')
     if args.pipeline_images > 0:
@@ -312,7 +321,8 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
         results.get('device_name', '')))
     columns = ['model', 'step s (median)', 'images/s',
                'step time vs SimMIM-style (median of paired rounds)',
-               'paired ratio IQR', 'paired ratio min-max', 'first step s',
+               'paired ratio IQR', 'paired ratio min-max',
+               'CPU-time ratio (paired median)', 'first step s',
                'peak MiB', 'model MiB', 'memory vs SimMIM-style']
     cuda = 'reserved' in base['memory']
     if cuda:
@@ -332,6 +342,9 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
             f"{ratio['median']:.3f}",
             'paired ratio IQR': f"{ratio['q1']:.3f}-{ratio['q3']:.3f}",
             'paired ratio min-max': f"{ratio['min']:.3f}-{ratio['max']:.3f}",
+            'CPU-time ratio (paired median)':
+            f"{m['cpu_vs_simmim']['median']:.3f}"
+            if 'cpu_vs_simmim' in m else '',
             'first step s': f'{first:.1f}',
             'peak MiB': f"{m['memory']['peak']:.0f}",
             'model MiB': f"{m['memory']['model']:.0f}",

@@ -85,6 +85,7 @@ class StepRunner:
             generator=g, dtype=torch.uint8)
         self.mask_generator = (TRANSFORMS.build(spec.mask_generator)
                                if spec.mask_generator else None)
+        self.cpu_seconds = []
         if self.device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -106,14 +107,22 @@ class StepRunner:
         """Run one training step.
 
         Returns:
-            float: Its wall time in seconds.
+            float: Its wall time in seconds. The process's CPU time of the
+            step (all its threads) is appended to ``cpu_seconds``.
         """
         data = self._batch()
         self._sync()
+        cpu = time.process_time()
         start = time.perf_counter()
         self.model.train_step(data, self.optim_wrapper)
         self._sync()
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        self.cpu_seconds.append(time.process_time() - cpu)
+        return wall
+
+    def cpu_times(self) -> list:
+        """The CPU seconds of every step so far (see :meth:`step`)."""
+        return list(self.cpu_seconds)
 
     def memory(self) -> Dict[str, float]:
         """Peak memory so far, in MiB.

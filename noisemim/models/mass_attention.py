@@ -25,6 +25,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.profiler import record_function
 
 from .corruption import Corruption
 
@@ -33,6 +34,9 @@ MASS_CHANNELS = 2  # mass on S (read by the rows of M), mass on M (rows of S)
 # width to be a multiple of 8. The CPU flash kernel takes any width as long as
 # q, k and v share it (measured: 66 and 72 cost the same on CPU).
 CUDA_HEAD_ALIGN = 8
+# record_function ranges (tools/benchmark.py's step breakdown).
+LOSS_RANGE = 'noisemim.disruption_loss'
+ATTENTION_RANGE = 'noisemim.mass_attention'
 
 
 def mass_value_width(head_dims: int, device_type: str) -> int:
@@ -136,8 +140,14 @@ def attention_with_mass(qkv: Tensor, probe: MassProbe,
         (as without the probe), and ``(B, H)`` the mass ``c``.
     """
     d = probe.head_dims
-    q, k, v = probe.pad_qkv(qkv).permute(2, 0, 3, 1, 4).unbind(0)
-    out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=attn_mask, scale=d**-0.5)
-    out, channels = out.split([d, probe.width - d], -1)
-    return out, probe.cross_mass(channels)
+    # The profiler ranges: what the loss adds (padding, split, reduction)
+    # and the probed blocks' whole attention call (mostly the block's own).
+    with record_function(LOSS_RANGE):
+        qkv = probe.pad_qkv(qkv)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    with record_function(ATTENTION_RANGE):
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, scale=d**-0.5)
+    with record_function(LOSS_RANGE):
+        out, channels = out.split([d, probe.width - d], -1)
+        return out, probe.cross_mass(channels)
