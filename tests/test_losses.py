@@ -329,3 +329,28 @@ def test_mass_from_queries_and_keys_has_the_explicit_gradient():
         (explicit_cross_mass(q, k, is_m, is_s) * weights).sum(), (q, k))
     for a, b in zip(fused, explicit):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_with_attention_dropout_the_mass_is_of_the_undropped_attention(
+        build_model):
+    """Dropout would drop the mass channels too: the probed blocks then take
+    c from their queries and keys (the definition), dropout unchanged."""
+    model = build_model(tiny_noisemim(
+        backbone=tiny_backbone(layer_cfgs=dict(attn_drop_rate=0.5)))).train()
+    assert model.backbone.layers[2].attn.attn_drop == 0.5
+    x = torch.randn(2, 3, 32, 32)
+    c = model.backbone.sample_corruption(
+        x, generator=torch.Generator().manual_seed(0))
+    layers = model.disruption_layers
+    torch.manual_seed(0)
+    fused = model.backbone(x, c, mass_layers=layers)
+    torch.manual_seed(0)
+    probed = model.backbone(x, c, probe_layers=layers)
+    torch.testing.assert_close(fused.tokens, probed.tokens)
+    is_m = torch.nn.functional.pad(c.mask, (1, 0)).float()
+    is_s = torch.nn.functional.pad(c.noised, (1, 0)).float()
+    for i in layers:
+        q, k = probed.attention[i]
+        torch.testing.assert_close(fused.cross_mass[i],
+                                   explicit_cross_mass(q, k, is_m, is_s),
+                                   atol=1e-6, rtol=1e-5)

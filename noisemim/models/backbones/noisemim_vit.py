@@ -133,8 +133,8 @@ def block_forward(layer: TransformerEncoderLayer,
     Args:
         layer (TransformerEncoderLayer): The block.
         x (Tensor): ``(B, L, D)`` input tokens.
-        attn_mask (Tensor, optional): Bool mask, True where attention is
-            allowed.
+        attn_mask (Tensor, optional): Bool mask (True where attention is
+            allowed) or additive bias (:func:`cross_corruption_bias`).
 
     Returns:
         Tuple[Tensor, QueryKey]: The block's output and its queries and keys.
