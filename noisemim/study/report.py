@@ -217,6 +217,7 @@ def plot_summaries(summaries: Sequence[CellSummary], path: str,
                   fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel('validation accuracy of the probe (%)')
+    ax.set_xlim(0, 100)  # room for the legend right of the bars
     ax.set_title(title, fontsize=9)
     ax.legend(loc='lower right')
     ax.grid(axis='x', alpha=0.3)
