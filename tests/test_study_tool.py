@@ -153,7 +153,7 @@ def test_probe_and_pretrain_on_a_custom_dataset_folder(tmp_path):
 
 
 def test_probe_images_must_fit_the_cells(tmp_path):
-    with pytest.raises(ValueError, match='32x32.*64x64'):
+    with pytest.raises(ValueError, match='val images are 32x32.*64x64'):
         load_tool().main([
             '--cells', 'maskonly_decoder', '--work-dir',
             str(tmp_path), '--protocol-options',

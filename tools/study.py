@@ -7,7 +7,8 @@ per seed; its frozen ViT then embeds the probe's train and val splits (any
 mmpretrain classification dataset), scored by cosine k-NN and a linear probe,
 and the paper's analyses (head diversity, feature spectrum) are measured per
 block. Writes ``study.md`` (mean ± std over seeds), ``study.png``,
-``study_analyses.png`` and ``study.json`` to the work dir. Example::
+``study_analyses.png`` and ``study.json`` to the work dir (``--from-json``
+writes them for saved studies without training). Example::
 
     python tools/study.py --protocol photo_crops --principles \\
         --work-dir work_dirs/study
@@ -316,11 +317,13 @@ def main(argv: Optional[Sequence[str]] = None) -> List[Dict]:
     for cell, cfg in configs.items():
         size = cfg.model.backbone.get('img_size')
         size = (size, size) if isinstance(size, int) else tuple(size or ())
-        if size and size != img_size:
-            raise ValueError(
-                f'the probe images are {img_size[0]}x{img_size[1]} but cell '
-                f'{cell} takes {size[0]}x{size[1]}; make the probe pipeline '
-                "resize to the cells' img_size")
+        for split, probe_set in probe_sets.items():
+            if size and size != probe_set.image_size:
+                got = probe_set.image_size
+                raise ValueError(
+                    f'the probe {split} images are {got[0]}x{got[1]} but '
+                    f'cell {cell} takes {size[0]}x{size[1]}; make the probe '
+                    "pipeline resize to the cells' img_size")
 
     jobs = [(cell, seed) for cell in cells for seed in seeds]
     if use_random_init:
