@@ -192,6 +192,15 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: str, title: str = '') -> None:
+    """Give ``fig`` its title, write it to ``path`` and close it."""
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
 def plot_summaries(summaries: Sequence[CellSummary], path: str,
                    title: str = '') -> None:
     """Bar chart of k-NN and linear-probe accuracy (mean, ± std error bars).
@@ -221,9 +230,7 @@ def plot_summaries(summaries: Sequence[CellSummary], path: str,
     ax.set_title(title, fontsize=9)
     ax.legend(loc='lower right')
     ax.grid(axis='x', alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_analyses(summaries: Sequence[CellSummary], path: str,
@@ -263,11 +270,7 @@ def plot_analyses(summaries: Sequence[CellSummary], path: str,
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, loc='best')
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, title)
     return True
 
 
@@ -314,9 +317,5 @@ def plot_curves(runs: Sequence[Dict], path: str, title: str = '') -> bool:
                       'accuracy (%)')
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=6, loc='best')
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, title)
     return True
