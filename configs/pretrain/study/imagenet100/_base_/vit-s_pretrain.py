@@ -35,10 +35,12 @@ train_dataloader = dict(
         data_prefix='train',
         with_label=False,
         pipeline=train_pipeline))
-# AdamW, lr 1.5e-4 x 256 / 256, weight decay 0.05 (MAE's recipe).
+# AdamW, lr 1.5e-4 x 256 / 256, weight decay 0.05 (MAE's recipe); bf16 without
+# a loss scaler, as every pre-training config (docs/gpu.md).
 optim_wrapper = dict(
     type='AmpOptimWrapper',
-    loss_scale='dynamic',
+    dtype='bfloat16',
+    loss_scale=dict(enabled=False),
     optimizer=dict(
         type='AdamW', lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05),
     paramwise_cfg=dict(
