@@ -6,7 +6,8 @@ from mmengine.runner import Runner
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
 from noisemim.utils.launch import (add_common_args, check_data_roots,
-                                   load_config, setup_distributed)
+                                   load_config, setup_distributed,
+                                   shutdown_distributed)
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,6 +28,7 @@ def main() -> None:
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.test()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

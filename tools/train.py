@@ -19,7 +19,8 @@ from noisemim.engine.optimizers import (configure_mixed_precision,
 from noisemim.utils.checkpoint import check_checkpoint
 from noisemim.utils.compile import apply_compile_config
 from noisemim.utils.launch import (add_common_args, check_data_roots,
-                                   load_config, setup_distributed)
+                                   load_config, setup_distributed,
+                                   shutdown_distributed)
 from noisemim.utils.tensorboard import add_tensorboard_backend
 
 
@@ -93,6 +94,7 @@ def main() -> None:
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -99,6 +99,19 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     cfg.model_wrapper_cfg = wrapper
 
 
+def shutdown_distributed() -> None:
+    """End a finished run's process group on every rank together.
+
+    Without it each rank tears its process group down while exiting, one
+    rank possibly while another still writes its last checkpoint; gloo's
+    threads then abort the process ("terminate called without an active
+    exception", exit code -6) after a run that succeeded.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def set_work_dir(cfg: Config, config_path: str,
                  work_dir: Optional[str]) -> None:
     """``--work-dir``, else the config's, else ``work_dirs/<config name>``."""
