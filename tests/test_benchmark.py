@@ -4,6 +4,7 @@ A test of behaviour, not of speed: a tiny architecture, one round.
 """
 import json
 import os.path as osp
+import subprocess
 import sys
 
 import pytest
@@ -43,12 +44,14 @@ def test_benchmark_times_the_models_and_reports_tables(tmp_path, capsys):
     results = json.loads(out.read_text())
 
     assert results['schedule'] == 'interleaved'
+    assert results['malloc'] == 'pinned'
     assert set(results['models']) == set(MODELS)
     simmim = results['models']['SimMIM-style ViT']
     for name in MODELS:
         m = results['models'][name]
         assert len(m['step_times']) == 2 and m['warmup_times'] == []
         assert len(m['cpu_times']) == 2 and min(m['cpu_times']) > 0
+        assert len(m['page_faults']) == 2 and min(m['page_faults']) >= 0
         assert m['median'] > 0
         assert m['memory']['peak'] >= m['memory']['model'] > 0
         ratios = [a / b for a, b in zip(m['step_times'],
@@ -61,7 +64,8 @@ def test_benchmark_times_the_models_and_reports_tables(tmp_path, capsys):
         assert 'flops' not in m  # CPU: no MFU
     assert _row(printed, 'SimMIM-style ViT')[RATIO] == '1.000'
     for column in ('images/s', 'paired ratio IQR', 'paired ratio min-max',
-                   'first step s', 'peak MiB', 'memory vs SimMIM-style'):
+                   'first step s', 'peak MiB', 'memory vs SimMIM-style',
+                   'page faults/step (median)'):
         assert column in _row(printed, 'MAE')
     assert 'reserved MiB' not in _row(printed, 'MAE')  # CUDA only
 
@@ -249,3 +253,38 @@ def test_flops_with_and_without_the_disruption_loss():
     flops = runner.flops()
     assert flops['total'] > flops['without_disruption'] > 0
     assert runner.model.disruption is not None  # switched back on
+
+
+# Blocks of 1-6 MiB freed and allocated again, in a changing order, as the
+# activations of a training step are; the page faults of rounds 2-10.
+REALLOCATE = """
+import resource, sys, torch
+from noisemim.benchmark.worker import pin_malloc_thresholds
+if sys.argv[1] == 'pinned':
+    assert pin_malloc_thresholds()
+def round_():
+    blocks = [torch.ones(n * 2**18) for n in (8, 16, 24, 4, 12)]
+    del blocks
+    torch.ones(20 * 2**18)
+round_()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(9):
+    round_()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_pinned_malloc_reuses_freed_memory_without_page_faults():
+    """What --malloc pinned does in each model process: memory freed in one
+    step is reused in the next, not faulted in (and zeroed) again."""
+    def faults(mode: str) -> int:
+        run = subprocess.run([sys.executable, '-c', REALLOCATE, mode],
+                             cwd=ROOT, capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == 0, run.stderr[-2000:]
+        return int(run.stdout.split()[-1])
+
+    pinned, dynamic = faults('pinned'), faults('dynamic')
+    round_pages = 84 * 2**20 // 4096  # one round's 84 MiB
+    assert pinned < round_pages // 10
+    assert dynamic > pinned

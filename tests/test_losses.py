@@ -173,12 +173,14 @@ def _corruption(mask, noised):
 
 @pytest.mark.parametrize('device_type', ['cpu', 'cuda'])
 def test_attention_with_mass_is_attention_plus_the_exact_mass(device_type):
-    """One fused call: the usual output, and c with its exact gradient (the
-    'cuda' width, 72, is run on CPU too: it is the padding that differs)."""
+    """One fused call and one projection: the usual projected output, and c
+    with its exact gradient (the 'cuda' width, 16, is run on CPU too: it is
+    the padding that differs)."""
     from noisemim.models.mass_attention import MassProbe, attention_with_mass
     g = torch.Generator().manual_seed(0)
-    B, L, H, d = 2, 9, 3, 8
+    B, L, H, d, D = 2, 9, 3, 8, 5
     qkv = torch.randn(B, L, 3, H, d, generator=g, requires_grad=True)
+    proj = torch.nn.Linear(H * d, D)
     mask = torch.tensor([[0, 1, 1, 0, 1, 0, 0, 0],
                          [1, 0, 0, 1, 0, 0, 1, 0]], dtype=torch.bool)
     noised = torch.tensor([[1, 0, 0, 1, 0, 0, 0, 0],
@@ -186,21 +188,24 @@ def test_attention_with_mass_is_attention_plus_the_exact_mass(device_type):
     probe = MassProbe(_corruption(mask, noised), 1, d, torch.float32,
                       device_type)
     assert probe.width == (d + 2 if device_type == 'cpu' else 16)
-    out, c = attention_with_mass(qkv, probe)
+    out, c = attention_with_mass(qkv, proj, probe)
     w_out = torch.randn(out.shape, generator=g)
     w_c = torch.randn(c.shape, generator=g)
-    fused = torch.autograd.grad((out * w_out).sum() + (c * w_c).sum(), qkv)
+    inputs = (qkv, proj.weight, proj.bias)
+    fused = torch.autograd.grad((out * w_out).sum() + (c * w_c).sum(), inputs)
 
     q, k, v = qkv.permute(2, 0, 3, 1, 4)
-    ref_out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    ref_out = proj(torch.nn.functional.scaled_dot_product_attention(
+        q, k, v).transpose(1, 2).reshape(B, L, H * d))
     is_m = torch.nn.functional.pad(mask, (1, 0)).float()
     is_s = torch.nn.functional.pad(noised, (1, 0)).float()
     ref_c = explicit_cross_mass(q, k, is_m, is_s)
     torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(c, ref_c, atol=1e-6, rtol=1e-5)
     ref = torch.autograd.grad((ref_out * w_out).sum() + (ref_c * w_c).sum(),
-                              qkv)
-    torch.testing.assert_close(fused[0], ref[0], atol=1e-5, rtol=1e-5)
+                              inputs)
+    for a, b in zip(fused, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def _disruption_grads(model, x, corruption, explicit: bool):

@@ -12,7 +12,9 @@ GPU). The first ``--warmup`` rounds are dropped. A model's time relative to
 the SimMIM-style step is the median over the rounds of the per-round ratio
 (round i against round i), with its spread; the same ratio of the
 processes' CPU time (all threads) is less sensitive to other users of a
-shared machine. Also reports the share of a
+shared machine. Each process pins glibc's malloc thresholds (``--malloc
+dynamic`` leaves them moving; see ``noisemim.benchmark.worker``) and counts
+its page faults per step. Also reports the share of a
 NoiseMIM step in corruption sampling, noise injection and the disruption loss
 (torch.profiler), the data pipeline's images/s, and on CUDA the model FLOP
 utilisation against the device's bf16 peak, with and without the disruption
@@ -75,6 +77,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'no compiled row)')
     parser.add_argument('--threads', type=int, default=0,
                         help='torch threads per model process (0: default)')
+    parser.add_argument(
+        '--malloc',
+        choices=['pinned', 'dynamic'],
+        default='pinned',
+        help="pinned: fix glibc's malloc thresholds in every model process, "
+        'so freed memory is reused, not faulted in again each step; '
+        "dynamic: glibc's default (more page faults, noisier ratios)")
     parser.add_argument('--profile-steps', type=int, default=1,
                         help='NoiseMIM steps profiled for the step breakdown')
     parser.add_argument('--pipeline-images', type=int, default=64,
@@ -205,14 +214,16 @@ def worker_specs(cfg: Config, args: argparse.Namespace, wrapper: dict,
         specs.append(
             WorkerSpec(name, spec.model, wrapper, args.batch_size, img_size,
                        args.device, args.threads,
-                       mask_generator=spec.mask_generator))
+                       mask_generator=spec.mask_generator,
+                       pin_malloc=args.malloc == 'pinned'))
         if name == NOISEMIM_NAME and args.compile_backend != 'none':
             specs.append(
                 WorkerSpec(COMPILED_NAME, spec.model, wrapper,
                            args.batch_size, img_size, args.device,
                            args.threads,
                            compile_options=dict(
-                               backend=args.compile_backend)))
+                               backend=args.compile_backend),
+                           pin_malloc=args.malloc == 'pinned'))
     return specs
 
 
@@ -228,14 +239,16 @@ def measure(worker: Worker, times: List[float],
     Returns:
         dict: ``step_times`` (timed rounds), ``warmup_times``, ``median``,
         ``cpu_times`` (the process's CPU seconds of the timed rounds),
-        ``memory``; for NoiseMIM ``shares`` (the profiled step breakdown);
+        ``page_faults`` (its minor page faults in them), ``memory``; for
+        NoiseMIM ``shares`` (the profiled step breakdown);
         on CUDA ``flops`` (attention FLOPs are not counted on CPU).
     """
     timed = times[args.warmup:]
     cpu = worker.call('cpu_times')[args.warmup:len(times)]
+    faults = worker.call('faults')[args.warmup:len(times)]
     result = dict(step_times=timed, warmup_times=times[:args.warmup],
                   median=statistics.median(timed), cpu_times=cpu,
-                  memory=worker.call('memory'))
+                  page_faults=faults, memory=worker.call('memory'))
     if worker.name == NOISEMIM_NAME:
         result['shares'] = worker.call('shares', RANGES, args.profile_steps)
     if args.device == 'cuda' and worker.name != COMPILED_NAME:
@@ -285,7 +298,7 @@ def run(args: argparse.Namespace) -> dict:
     results = dict(config=args.config, batch_size=args.batch_size,
                    img_size=img_size, device=args.device, amp=args.amp,
                    warmup=args.warmup, repeats=args.repeats,
-                   mae_neck=args.mae_neck, models={})
+                   malloc=args.malloc, mae_neck=args.mae_neck, models={})
     if args.device == 'cuda':
         results['device_name'] = torch.cuda.get_device_name()
     results['schedule'] = args.schedule
@@ -322,7 +335,8 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
     columns = ['model', 'step s (median)', 'images/s',
                'step time vs SimMIM-style (median of paired rounds)',
                'paired ratio IQR', 'paired ratio min-max',
-               'CPU-time ratio (paired median)', 'first step s',
+               'CPU-time ratio (paired median)', 'page faults/step (median)',
+               'first step s',
                'peak MiB', 'model MiB', 'memory vs SimMIM-style']
     cuda = 'reserved' in base['memory']
     if cuda:
@@ -345,6 +359,9 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
             'CPU-time ratio (paired median)':
             f"{m['cpu_vs_simmim']['median']:.3f}"
             if 'cpu_vs_simmim' in m else '',
+            'page faults/step (median)':
+            f"{statistics.median(m['page_faults']):.0f}"
+            if m.get('page_faults') else '',
             'first step s': f'{first:.1f}',
             'peak MiB': f"{m['memory']['peak']:.0f}",
             'model MiB': f"{m['memory']['model']:.0f}",
@@ -412,7 +429,7 @@ def main(argv: Optional[List[str]] = None) -> None:
           f"{results['img_size']} px, {results['device']}"
           f"{', amp ' + results['amp'] if results['amp'] != 'none' else ''}"
           f", {results['warmup']} warm-up + {results['repeats']} timed rounds"
-          f" ({results['schedule']})")
+          f" ({results['schedule']}, malloc {results['malloc']})")
     print(render(results, args.peak_tflops))
     if args.json:
         with open(args.json, 'w') as f:

@@ -12,19 +12,22 @@ first ``head_dims`` channels and, for every query row ``i``::
 in the next two. ``c = mean_{i in M} mass_S[i] + mean_{i in S} mass_M[i]``
 (METHOD.md §6) is then a weighted sum of those two channels, and the fused
 kernel's backward gives the loss's exact gradient w.r.t. the queries and keys.
+The block's output projection reads the padded output in place, through
+zero weight columns at the mass channels and two more rows per head that
+copy them out (:meth:`MassProbe.project`), so the output is not copied.
 The disruption loss thus rides on attention that runs anyway: no second
 attention call, no ``N x N`` probabilities, and in the autocast dtype, so that
 flash/cuDNN attention can run on a GPU.
 
 Everything that depends only on the corruption (the indicator channels, the
-row weights) is built once per step in :class:`MassProbe`.
+row weights, the copying rows) is built once per step in :class:`MassProbe`.
 """
 import math
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torch.profiler import record_function
 
 from .corruption import Corruption
@@ -104,6 +107,7 @@ class MassProbe:
         num_m = max(corruption.masked_index.shape[1], 1)
         num_s = max(corruption.noised_index.shape[1], 1)
         self.row_weights = torch.stack([is_m / num_m, is_s / num_s], -1)
+        self._selectors = {}
 
     def pad_qkv(self, qkv: Tensor) -> Tensor:
         """Append the mass channels to a block's ``(B, L, 3, H, head_dims)``
@@ -111,43 +115,84 @@ class MassProbe:
         extra = self.extra.to(qkv.dtype).expand(-1, -1, -1, qkv.shape[3], -1)
         return torch.cat([qkv, extra], -1)
 
-    def cross_mass(self, channels: Tensor) -> Tensor:
-        """``c`` per sample and head from the attention output's extra channels.
+    def selector(self, num_heads: int, like: Tensor) -> Tensor:
+        """``(2 H, H * width)``: rows that copy each head's mass channels out
+        of the padded attention output (one 1 per row), made once per step.
 
         Args:
-            channels (Tensor): ``(B, H, L, width - head_dims)``, the output
-                channels after the first ``head_dims``.
+            num_heads (int): The block's heads ``H``.
+            like (Tensor): Gives the dtype and device.
+        """
+        key = (num_heads, like.dtype)
+        if key not in self._selectors:
+            d, w = self.head_dims, self.width
+            rows = torch.zeros(num_heads, MASS_CHANNELS, num_heads, w,
+                               dtype=like.dtype, device=like.device)
+            for c in range(MASS_CHANNELS):
+                rows[:, c, :, d + c] = torch.eye(num_heads, dtype=like.dtype)
+            self._selectors[key] = rows.view(num_heads * MASS_CHANNELS,
+                                             num_heads * w)
+        return self._selectors[key]
+
+    def project(self, out: Tensor, proj: nn.Linear) -> Tuple[Tensor, Tensor]:
+        """The block's output projection of the padded attention output, and
+        ``c``, from one matrix product.
+
+        The projection's weight gets zero columns at the mass channels (so
+        the output is the usual ``proj(out)``) and ``2 H`` more rows that copy
+        the mass channels out. The attention output is read in place (the
+        fused kernels lay it out as ``(B, L, H, width)``): no copy of it is
+        made, and its gradient, mass channels included, comes from the same
+        product.
+
+        Args:
+            out (Tensor): ``(B, H, L, width)`` the padded attention output.
+            proj (nn.Linear): The block's output projection.
 
         Returns:
-            Tensor: ``(B, H)`` fp32, ``mean_{i in M} sum_{j in S} A_ij +
+            Tuple[Tensor, Tensor]: ``(B, L, D)`` the projection, and
+            ``(B, H)`` fp32 ``c = mean_{i in M} sum_{j in S} A_ij +
             mean_{i in S} sum_{j in M} A_ij``.
         """
-        mass = channels[..., :MASS_CHANNELS].float()
-        return torch.einsum('bhlc,blc->bh', mass, self.row_weights)
+        B, H, L, w = out.shape
+        d = self.head_dims
+        tokens = out.transpose(1, 2).reshape(B, L, H * w)
+        weight = F.pad(proj.weight.view(-1, H, d), (0, w - d)).flatten(1)
+        weight = torch.cat([weight, self.selector(H, weight)])
+        bias = proj.bias
+        if bias is not None:
+            bias = F.pad(bias, (0, H * MASS_CHANNELS))
+        y, mass = F.linear(tokens, weight, bias).split(
+            [proj.out_features, H * MASS_CHANNELS], -1)
+        mass = mass.view(B, L, H, MASS_CHANNELS).float()
+        return y, torch.einsum('blhc,blc->bh', mass, self.row_weights)
 
 
-def attention_with_mass(qkv: Tensor, probe: MassProbe,
-                        attn_mask: Optional[Tensor] = None):
-    """One fused attention call giving the output and ``c`` of a block.
+def attention_with_mass(qkv: Tensor,
+                        proj: nn.Linear,
+                        probe: MassProbe,
+                        attn_mask: Optional[Tensor] = None
+                        ) -> Tuple[Tensor, Tensor]:
+    """One fused attention call and the output projection, with ``c``.
 
     Args:
         qkv (Tensor): ``(B, L, 3, H, head_dims)`` queries, keys and values.
+        proj (nn.Linear): The block's output projection.
         probe (MassProbe): The step's indicator channels.
         attn_mask (Tensor, optional): An attention mask or additive bias.
 
     Returns:
-        Tuple[Tensor, Tensor]: ``(B, H, L, head_dims)`` the attention output
+        Tuple[Tensor, Tensor]: ``(B, L, D)`` the projected attention output
         (as without the probe), and ``(B, H)`` the mass ``c``.
     """
-    d = probe.head_dims
-    # The profiler ranges: what the loss adds (padding, split, reduction)
-    # and the probed blocks' whole attention call (mostly the block's own).
+    # The profiler ranges: what the loss adds (padding, the wider
+    # projection, the reduction) and the probed blocks' whole attention call
+    # (mostly the block's own).
     with record_function(LOSS_RANGE):
         qkv = probe.pad_qkv(qkv)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     with record_function(ATTENTION_RANGE):
         out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, scale=d**-0.5)
+            q, k, v, attn_mask=attn_mask, scale=probe.head_dims**-0.5)
     with record_function(LOSS_RANGE):
-        out, channels = out.split([d, probe.width - d], -1)
-        return out, probe.cross_mass(channels)
+        return probe.project(out, proj)

@@ -98,11 +98,9 @@ def cross_corruption_bias(corruption: Corruption, num_extra_tokens: int,
 
 def _attention_tail(layer: TransformerEncoderLayer, x: Tensor,
                     out: Tensor) -> Tensor:
-    """The rest of mmpretrain's block after attention: projection, residual,
-    FFN. ``out`` is the ``(B, heads, L, head_dims)`` attention output."""
+    """The rest of mmpretrain's block after attention: residual and FFN.
+    ``out`` is the ``(B, L, D)`` projected attention output."""
     attn = layer.attn
-    B, L, _ = x.shape
-    out = attn.proj(out.transpose(1, 2).reshape(B, L, attn.embed_dims))
     x = x + attn.out_drop(attn.gamma1(attn.proj_drop(out)))
     return layer.ffn(layer.ln2(x), identity=x)
 
@@ -148,6 +146,8 @@ def block_forward(layer: TransformerEncoderLayer,
         attn_mask=attn_mask,
         dropout_p=attn.attn_drop if attn.training else 0.,
         scale=attn.head_dims**-0.5)
+    B, L, _ = x.shape
+    out = attn.proj(out.transpose(1, 2).reshape(B, L, attn.embed_dims))
     return _attention_tail(layer, x, out), QueryKey(q, k)
 
 
@@ -176,7 +176,8 @@ def mass_block_forward(layer: TransformerEncoderLayer,
         x, (q, k) = block_forward(layer, x, attn_mask)
         return x, cross_corruption_mass(q, k, probe.masked_index,
                                         probe.noised_index).float()
-    out, c = attention_with_mass(_qkv(layer, x), probe, attn_mask)
+    out, c = attention_with_mass(_qkv(layer, x), layer.attn.proj, probe,
+                                 attn_mask)
     return _attention_tail(layer, x, out), c
 
 
