@@ -41,10 +41,10 @@ from noisemim.benchmark import (NOISEMIM_NAME, SIMMIM_NAME, Worker,
                                 peak_bf16_flops, pipeline_throughput)
 from noisemim.benchmark.pipeline import cpus_per_device, feed_estimate
 
-# 'noisemim.mass_attention' is the whole attention call of the probed blocks
-# (the block's own work plus the two mass channels); what the disruption
-# loss adds to the step is 'noisemim.disruption_loss' plus the share of the
-# mass channels in that call (docs/performance.md).
+# 'noisemim.mass_attention' is the attention call and output projection of
+# the probed blocks (the block's own work plus the two mass channels); what
+# the disruption loss adds to the step is 'noisemim.disruption_loss' plus the
+# share of the mass channels in those (docs/performance.md).
 RANGES = ('noisemim.sample_corruption', 'noisemim.noise_injection',
           'noisemim.disruption_loss', 'noisemim.mass_attention')
 AMP_DTYPES = dict(bf16='bfloat16', fp16='float16')

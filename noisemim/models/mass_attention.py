@@ -156,16 +156,19 @@ class MassProbe:
         """
         B, H, L, w = out.shape
         d = self.head_dims
-        tokens = out.transpose(1, 2).reshape(B, L, H * w)
-        weight = F.pad(proj.weight.view(-1, H, d), (0, w - d)).flatten(1)
-        weight = torch.cat([weight, self.selector(H, weight)])
-        bias = proj.bias
-        if bias is not None:
-            bias = F.pad(bias, (0, H * MASS_CHANNELS))
-        y, mass = F.linear(tokens, weight, bias).split(
-            [proj.out_features, H * MASS_CHANNELS], -1)
-        mass = mass.view(B, L, H, MASS_CHANNELS).float()
-        return y, torch.einsum('blhc,blc->bh', mass, self.row_weights)
+        with record_function(LOSS_RANGE):
+            tokens = out.transpose(1, 2).reshape(B, L, H * w)
+            weight = F.pad(proj.weight.view(-1, H, d), (0, w - d)).flatten(1)
+            weight = torch.cat([weight, self.selector(H, weight)])
+            bias = proj.bias
+            if bias is not None:
+                bias = F.pad(bias, (0, H * MASS_CHANNELS))
+        with record_function(ATTENTION_RANGE):  # mostly the block's own
+            y, mass = F.linear(tokens, weight, bias).split(
+                [proj.out_features, H * MASS_CHANNELS], -1)
+        with record_function(LOSS_RANGE):
+            mass = mass.view(B, L, H, MASS_CHANNELS).float()
+            return y, torch.einsum('blhc,blc->bh', mass, self.row_weights)
 
 
 def attention_with_mass(qkv: Tensor,
@@ -185,14 +188,13 @@ def attention_with_mass(qkv: Tensor,
         Tuple[Tensor, Tensor]: ``(B, L, D)`` the projected attention output
         (as without the probe), and ``(B, H)`` the mass ``c``.
     """
-    # The profiler ranges: what the loss adds (padding, the wider
-    # projection, the reduction) and the probed blocks' whole attention call
-    # (mostly the block's own).
+    # The profiler ranges: what the loss adds (padding q, k, v and the
+    # projection's weight, the reduction) and the probed blocks' attention
+    # call and projection (mostly the block's own work).
     with record_function(LOSS_RANGE):
         qkv = probe.pad_qkv(qkv)
     q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     with record_function(ATTENTION_RANGE):
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, scale=probe.head_dims**-0.5)
-    with record_function(LOSS_RANGE):
-        return probe.project(out, proj)
+    return probe.project(out, proj)
