@@ -59,9 +59,6 @@ def test_two_processes_checkpoint_resume_and_match_one(tmp_path):
 
 
 def test_a_finished_run_ends_its_process_group(monkeypatch):
-    # tools/train.py and tools/test.py end with shutdown_distributed(): a
-    # process group left to the interpreter's exit aborted a rank (-6) in
-    # about one 2-process run in six here.
     import torch.distributed as dist
 
     from noisemim.utils.launch import shutdown_distributed
@@ -71,3 +68,30 @@ def test_a_finished_run_ends_its_process_group(monkeypatch):
     shutdown_distributed()
     assert not dist.is_initialized()
     shutdown_distributed()  # nothing to end: a no-op
+
+
+# A finished CPU run as tools/train.py ends it: the process group ended, then
+# the process, with what was logged and printed written out.
+FINISHED_CPU_RUN = """
+import logging, sys
+import torch.distributed as dist
+from noisemim.utils.launch import shutdown_distributed
+dist.init_process_group('gloo', rank=0, world_size=1)
+log = logging.getLogger('run')
+log.addHandler(logging.FileHandler(sys.argv[1]))
+log.warning('last line of the log')
+print('last line printed', end='')
+shutdown_distributed(exit_process=True)
+raise SystemExit(3)  # not reached
+"""
+
+
+def test_a_finished_cpu_run_exits_zero_with_its_logs(tmp_path):
+    log = tmp_path / 'run.log'
+    env = dict(ENV, MASTER_ADDR='127.0.0.1', MASTER_PORT=str(free_port()))
+    run = subprocess.run([sys.executable, '-c', FINISHED_CPU_RUN, str(log)],
+                         cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.endswith('last line printed')
+    assert log.read_text() == 'last line of the log\n'

@@ -28,7 +28,7 @@ def main() -> None:
     runner = (Runner.from_cfg(cfg)
               if 'runner_type' not in cfg else RUNNERS.build(cfg))
     runner.test()
-    shutdown_distributed()
+    shutdown_distributed(exit_process=True)
 
 
 if __name__ == '__main__':
