@@ -68,7 +68,8 @@ def compute_dtype(tokens: Tensor) -> torch.dtype:
 
 
 class MassProbe:
-    """One step's indicator channels and row weights, built once per step.
+    """One step's indicator channels, row weights and mass-copying rows,
+    built once per step.
 
     Args:
         corruption (Corruption): The batch's corruption.
