@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.logging import MessageHub
 
 from noisemim.models.corruption import (SAMPLES_PER_ITER_KEY, SHARED_SEED_KEY,
@@ -75,6 +76,31 @@ def test_add_noise_follows_the_formula_and_touches_only_the_index():
     untouched = torch.ones(2, 6, dtype=torch.bool)
     untouched.scatter_(1, index, False)
     assert torch.equal(noisy[untouched], tokens[untouched])
+
+
+def test_the_noise_scales_with_the_tokens_in_the_gradient_too():
+    # The noised token is proportional to h (its noise is rms(h) * eps), so a
+    # loss that ignores the tokens' scale (here after a LayerNorm) must get
+    # no gradient along h: grad . h = 0 (Euler). With a detached rms the
+    # gradient would reward a larger h, as if that beat the noise.
+    torch.manual_seed(0)
+    tokens = torch.randn(2, 6, 8, requires_grad=True)
+    index = torch.tensor([[1, 4], [0, 5]])
+    noisy, _ = add_noise(tokens, index, torch.tensor([0.3, 0.6]),
+                         torch.randn(2, 2, 8))
+    weights = torch.randn(8)
+    (F.layer_norm(noisy, (8, )) * weights).sum().backward()
+    along_scale = (tokens.grad * tokens).sum()
+    assert along_scale.abs() < 1e-5 * tokens.grad.norm() * tokens.norm()
+    assert tokens.grad[:, [1, 4, 0, 5]].abs().sum() > 0
+
+
+def test_an_all_zero_token_gets_a_finite_gradient():
+    tokens = torch.zeros(1, 3, 4, requires_grad=True)
+    noisy, _ = add_noise(tokens, torch.tensor([[1]]), torch.tensor([0.5]),
+                         torch.randn(1, 1, 4))
+    noisy.sum().backward()
+    assert torch.isfinite(tokens.grad).all()
 
 
 @pytest.mark.parametrize('kw, word', [

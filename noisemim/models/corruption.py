@@ -239,8 +239,14 @@ def add_noise(tokens: Tensor, index: Tensor, alpha_bar: Tensor,
               eps: Tensor) -> Tuple[Tensor, Tensor]:
     """Noise the tokens at ``index``: ``sqrt(ab) * h + sqrt(1 - ab) * rms(h) * eps``.
 
-    ``rms(h)`` is the detached root mean square of each token over channels, so
-    the noise level does not depend on the scale of the residual stream.
+    ``rms(h)`` is the root mean square of each token over channels, so the
+    noise level does not depend on the scale of the residual stream. It stays
+    in the autograd graph: the noised token is then proportional to ``h``
+    (scaling ``h`` scales the noise too), and the gradient knows it. Detached,
+    the gradient would see a fixed noise and keep asking the blocks below to
+    grow the residual stream to beat it, which never helps (the noise grows
+    with it) and was measured to blow the stream up ~90x at the noise layer
+    and ruin the features (``docs/method.md``).
 
     Args:
         tokens (Tensor): ``(B, L, C)`` tokens.
@@ -254,7 +260,8 @@ def add_noise(tokens: Tensor, index: Tensor, alpha_bar: Tensor,
     """
     gather_index = index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1])
     clean = tokens.gather(1, gather_index)
-    rms = clean.detach().float().pow(2).mean(-1, keepdim=True).sqrt()
+    # (clamped so that an all-zero token has a zero gradient, not NaN)
+    rms = clean.float().pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
     ab = alpha_bar.view(-1, 1, 1)
     noisy = ab.sqrt() * clean + (1 - ab).sqrt() * rms * eps
     return tokens.scatter(1, gather_index, noisy.to(tokens.dtype)), clean
