@@ -10,9 +10,10 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmpretrain.registry import DATASETS
 
-from noisemim.study import (PhotoCrops, ProbeSet, beats, probe_features,
-                            set_budget)
+from noisemim.study import (PhotoCrops, ProbeSet, analyze_cell, beats,
+                            probe_features, set_budget)
 from noisemim.study.photo_crops import split_columns
+from noisemim.study.probe import normalize
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROTOCOLS = osp.join(ROOT, 'configs', 'pretrain', 'study', 'protocols')
@@ -55,6 +56,9 @@ def test_default_protocol_runs_end_to_end(tmp_path):
         assert sorted(run['analyses']['head_kl']) == ['0', '1', '2', '3']
         assert all(len(v) == 4 for v in run['analyses']['head_kl'].values())
         assert run['analyses']['spectrum']['3'][0] == 0.
+        scale = run['analyses']['stream_rms']
+        assert sorted(scale) == ['0', '1', '2', '3']
+        assert all(np.isfinite(v) and v > 0 for v in scale.values())
     assert np.isnan(runs[0]['loss']) and np.isfinite(runs[1]['loss'])
     # The learning curve: a probe after each of the 2 iterations.
     assert 'curve' not in runs[0]
@@ -71,6 +75,7 @@ def test_default_protocol_runs_end_to_end(tmp_path):
     assert '| `conjunctive_decoder_pixel` | MaskDiT-style |' in md
     assert 'Command: `python tools/study.py --cells' in md
     assert 'KL block 3' in md and 'block1' in md
+    assert 'Scale of the residual stream' in md
     for png in ('study.png', 'study_analyses.png', 'study_curves.png'):
         with open(tmp_path / png, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'
@@ -106,6 +111,24 @@ def write_folder(root, split: str, num: int, seed: int) -> None:
             image = rng.integers(0, 90, (24, 24, 3), dtype=np.uint8)
             image[..., channel] += 150
             mmcv.imwrite(image, str(root / split / label / f'{i}.png'))
+
+
+def test_stream_scale_is_the_rms_of_each_blocks_output():
+    tool = load_tool()
+    cfg = Config.fromfile(tool.cell_config('maskonly_encoder'))
+    model = tool.random_init(cfg, seed=0)['model']
+    images = torch.randint(0, 256, (5, 3, 64, 64), dtype=torch.uint8)
+    scale = analyze_cell(model, images, batch_size=2)['stream_rms']
+
+    vit = model.backbone
+    with torch.no_grad():
+        x, _ = vit.patch_embed(normalize(model, images))
+        x = torch.cat((vit.cls_token.expand(5, -1, -1), x), 1) + vit.pos_embed
+        x = vit.pre_norm(x)
+        for b, layer in enumerate(vit.layers):
+            x = layer(x)
+            expected = x[:, 1:].pow(2).mean().sqrt().item()
+            assert scale[str(b)] == pytest.approx(expected, rel=1e-5)
 
 
 def test_probe_and_pretrain_on_a_custom_dataset_folder(tmp_path):

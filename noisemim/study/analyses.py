@@ -1,6 +1,7 @@
 """Paper A's analyses of one trained cell: attention-head diversity (KL
 between heads, per block; the paper's Figure 2) and the feature spectrum
-(relative log amplitude per block), measured with ``noisemim.analysis``."""
+(relative log amplitude per block), measured with ``noisemim.analysis``;
+and a health check, the scale (RMS) of the residual stream per block."""
 from typing import Dict, List
 
 import torch
@@ -26,21 +27,30 @@ def analyze_cell(model: nn.Module,
     Returns:
         dict: ``head_kl``: block (as a string, for JSON) -> each head's mean
         KL divergence to the other heads; ``spectrum``: block ->
-        ``Delta log amplitude`` from frequency 0 to the highest.
+        ``Delta log amplitude`` from frequency 0 to the highest;
+        ``stream_rms``: block -> root mean square of the patch tokens'
+        residual stream at the block's output (over channels, tokens and
+        images), which exposes a stream that grows out of scale.
     """
     was_training = model.training
     model.eval()
     heads, spectrum = HeadDiversity(), SpectrumMeter()
+    square_sums: List[float] = []
+    count = 0
     try:
         for batch in images.split(batch_size):
             probe = probe_encoder(model, normalize(model, batch))
             blocks = list(range(len(probe.attention)))
             heads.update(blocks, probe.attention)
+            patches = [f[:, probe.num_extra_tokens:] for f in probe.features]
             spectrum.update(blocks, [
-                tokens_to_feature_map(f[:, probe.num_extra_tokens:],
-                                      probe.patch_resolution)
-                for f in probe.features
+                tokens_to_feature_map(f, probe.patch_resolution)
+                for f in patches
             ])
+            squares = [f.float().pow(2).mean(-1).sum().item() for f in patches]
+            square_sums = [a + b for a, b in zip(square_sums, squares)
+                           ] if square_sums else squares
+            count += patches[0].shape[0] * patches[0].shape[1]
     finally:
         model.train(was_training)
     return dict(
@@ -51,4 +61,8 @@ def analyze_cell(model: nn.Module,
         spectrum={
             str(b): profile.tolist()
             for b, profile in spectrum.compute().items()
+        },
+        stream_rms={
+            str(b): (total / count)**0.5
+            for b, total in enumerate(square_sums)
         })

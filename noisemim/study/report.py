@@ -27,6 +27,9 @@ class CellSummary:
         head_kl (dict): Block -> mean KL between heads, one per seed.
         high_freq (dict): Block -> ``Delta log amplitude`` at the highest
             frequency, one per seed.
+        stream_rms (dict): Block -> RMS of the residual stream at the
+            block's output, one per seed (empty for studies saved before
+            it was measured).
     """
     cell: str
     method: str
@@ -38,6 +41,7 @@ class CellSummary:
     blocks: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
     head_kl: Dict[str, np.ndarray] = field(default_factory=dict)
     high_freq: Dict[str, np.ndarray] = field(default_factory=dict)
+    stream_rms: Dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
@@ -80,6 +84,11 @@ def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
                     lambda r: np.mean(r['analyses']['head_kl'][b]))
                 summary.high_freq[b] = values(
                     rows, lambda r: r['analyses']['spectrum'][b][-1])
+            if all('stream_rms' in r['analyses'] for r in rows):
+                summary.stream_rms = {
+                    b: values(rows, lambda r: r['analyses']['stream_rms'][b])
+                    for b in rows[0]['analyses']['stream_rms']
+                }
         summaries.append(summary)
     return summaries
 
@@ -179,6 +188,18 @@ def write_markdown(summaries: Sequence[CellSummary],
                 mean_std(s.head_kl[b], 2) for b in blocks) + ' | ' +
                 ' | '.join(mean_std(s.high_freq[b], 2) for b in blocks) +
                 ' |')
+    blocks = [b for b in blocks if all(b in s.stream_rms for s in summaries)]
+    if blocks:
+        lines += [
+            '', 'Scale of the residual stream (RMS of the patch tokens at '
+            "each block's output, clean validation images; mean ± std over "
+            'seeds):', '',
+            '| cell | ' + ' | '.join(f'block {b}' for b in blocks) + ' |',
+            '| --- |' + ' --- |' * len(blocks)
+        ]
+        for s in summaries:
+            lines.append(f'| `{s.cell}` | ' + ' | '.join(
+                mean_std(s.stream_rms[b], 2) for b in blocks) + ' |')
     text = (header.rstrip() + '\n\n' if header else '') + '\n'.join(lines)
     with open(path, 'w') as f:
         f.write(text + '\n')
@@ -235,8 +256,9 @@ def plot_summaries(summaries: Sequence[CellSummary], path: str,
 
 def plot_analyses(summaries: Sequence[CellSummary], path: str,
                   title: str = '') -> bool:
-    """Per block: mean KL between heads (left) and ``Delta log amplitude``
-    at the highest frequency (right), one line per cell, ± std over seeds.
+    """Per block: mean KL between heads, ``Delta log amplitude`` at the
+    highest frequency and (where measured) the residual stream's RMS, one
+    line per cell, ± std over seeds.
 
     Args:
         summaries (Sequence[CellSummary]): The rows (those without
@@ -250,8 +272,10 @@ def plot_analyses(summaries: Sequence[CellSummary], path: str,
     rows = [s for s in summaries if s.head_kl]
     if not rows:
         return False
+    with_scale = all(s.stream_rms for s in rows)
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(
+        1, 3 if with_scale else 2, figsize=(16 if with_scale else 11, 4.2))
     for i, s in enumerate(rows):
         blocks = sorted(s.head_kl, key=int)
         x = np.array([int(b) for b in blocks]) + (i - len(rows) / 2) * 0.03
@@ -260,11 +284,20 @@ def plot_analyses(summaries: Sequence[CellSummary], path: str,
                          yerr=[std(s.head_kl[b]) for b in blocks], **style)
         axes[1].errorbar(x, [s.high_freq[b].mean() for b in blocks],
                          yerr=[std(s.high_freq[b]) for b in blocks], **style)
+        if with_scale:
+            axes[2].errorbar(x, [s.stream_rms[b].mean() for b in blocks],
+                             yerr=[std(s.stream_rms[b]) for b in blocks],
+                             **style)
     axes[0].set_ylabel('mean KL divergence between heads')
     axes[0].set_title('Attention-head diversity (paper A, Fig. 2)',
                       fontsize=9)
     axes[1].set_ylabel('Δ log amplitude at the highest frequency')
     axes[1].set_title('Feature spectrum (lower: more low-pass)', fontsize=9)
+    if with_scale:
+        axes[2].set_yscale('log')
+        axes[2].set_ylabel('RMS of the residual stream')
+        axes[2].set_title("Scale of the stream at each block's output",
+                          fontsize=9)
     for ax in axes:
         ax.set_xlabel('block')
         ax.xaxis.get_major_locator().set_params(integer=True)
