@@ -93,6 +93,14 @@ def test_default_protocol_runs_end_to_end(tmp_path):
     text = (tmp_path / 'merged' / 'study.md').read_text()
     assert 'Merged from 1 studies' in text
     assert text.split('| cell |', 1)[1] == md.split('| cell |', 1)[1]
+    # A merged report can be merged again (its sources are read).
+    again = load_tool().main([
+        '--from-json',
+        str(tmp_path / 'merged' / 'study.json'), '--work-dir',
+        str(tmp_path / 'again')
+    ])
+    assert again == saved['runs']
+    assert (tmp_path / 'again' / 'study.md').read_text() == text
     with pytest.raises(ValueError, match='seed 0 is in both'):
         load_tool().main([
             '--from-json',

@@ -242,15 +242,18 @@ def write_reports(runs: List[Dict], work_dir: str, header: str,
 
 
 def report_from_json(paths: Sequence[str], work_dir: str) -> List[Dict]:
-    """One report of several ``study.json`` files (no training).
+    """One report of several ``study.json`` files (no training); a file
+    merged before (with its ``sources``) is taken as its sources' runs.
 
     Raises:
         ValueError: If a cell and seed appear in more than one file.
     """
-    studies = []
+    studies, sources = [], []
     for path in paths:
         with open(path) as f:
-            studies.append(json.load(f))
+            study = json.load(f)
+        studies.append(study)
+        sources += study.get('sources', [study])
     runs, seen = [], {}
     for path, study in zip(paths, studies):
         for run in study['runs']:
@@ -260,8 +263,8 @@ def report_from_json(paths: Sequence[str], work_dir: str) -> List[Dict]:
                                  f'{seen[key]} and {path}')
             seen[key] = path
             runs.append(run)
-    lines = [f'Merged from {len(studies)} studies:']
-    for study in studies:
+    lines = [f'Merged from {len(sources)} studies:']
+    for study in sources:
         lines.append(
             f'- `{study["command"]}` ({study["wall_s"] / 60:.1f} min wall, '
             f'{study["cpu_s"] / 60:.1f} min CPU; protocol '
@@ -270,11 +273,11 @@ def report_from_json(paths: Sequence[str], work_dir: str) -> List[Dict]:
     os.makedirs(work_dir, exist_ok=True)
     md = write_reports(
         runs, work_dir, '\n'.join(lines),
-        f'protocol {studies[0]["protocol"]}, {studies[0]["iters"]} '
-        f'iterations, seeds {studies[0]["seeds"]} (mean ± std over seeds)')
+        f'protocol {sources[0]["protocol"]}, {sources[0]["iters"]} '
+        f'iterations, seeds {sources[0]["seeds"]} (mean ± std over seeds)')
     with open(osp.join(work_dir, 'study.json'), 'w') as f:
         json.dump(dict(sources=[{k: v for k, v in s.items() if k != 'runs'}
-                                for s in studies], runs=runs), f, indent=1)
+                                for s in sources], runs=runs), f, indent=1)
     print(md)
     return runs
 
