@@ -78,21 +78,23 @@ def test_add_noise_follows_the_formula_and_touches_only_the_index():
     assert torch.equal(noisy[untouched], tokens[untouched])
 
 
-def test_the_noise_scales_with_the_tokens_in_the_gradient_too():
+@pytest.mark.parametrize('scale_grad', [True, False])
+def test_the_noise_scales_with_the_tokens_in_the_gradient_too(scale_grad):
     # The noised token is proportional to h (its noise is rms(h) * eps), so a
-    # loss that ignores the tokens' scale (here after a LayerNorm) must get
-    # no gradient along h: grad . h = 0 (Euler). With a detached rms the
-    # gradient would reward a larger h, as if that beat the noise.
+    # loss that ignores the tokens' scale (here after a LayerNorm) gets no
+    # gradient along h: grad . h = 0 (Euler). With the rms detached
+    # (scale_grad=False) the gradient rewards a larger h, as if that beat
+    # the noise.
     torch.manual_seed(0)
     tokens = torch.randn(2, 6, 8, requires_grad=True)
     index = torch.tensor([[1, 4], [0, 5]])
     noisy, _ = add_noise(tokens, index, torch.tensor([0.3, 0.6]),
-                         torch.randn(2, 2, 8))
+                         torch.randn(2, 2, 8), scale_grad)
     weights = torch.randn(8)
     (F.layer_norm(noisy, (8, )) * weights).sum().backward()
-    along_scale = (tokens.grad * tokens).sum()
-    assert along_scale.abs() < 1e-5 * tokens.grad.norm() * tokens.norm()
-    assert tokens.grad[:, [1, 4, 0, 5]].abs().sum() > 0
+    along_scale = (tokens.grad * tokens).sum().abs()
+    bound = 1e-5 * tokens.grad.norm() * tokens.norm()
+    assert (along_scale < bound) == scale_grad
 
 
 def test_an_all_zero_token_gets_a_finite_gradient():

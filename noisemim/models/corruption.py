@@ -235,24 +235,29 @@ def cosine_alpha_bar(t: Tensor, s: float = 0.008, clip: float = 1e-4) -> Tensor:
     return alpha_bar.clamp(clip, 1 - clip)
 
 
-def add_noise(tokens: Tensor, index: Tensor, alpha_bar: Tensor,
-              eps: Tensor) -> Tuple[Tensor, Tensor]:
+def add_noise(tokens: Tensor,
+              index: Tensor,
+              alpha_bar: Tensor,
+              eps: Tensor,
+              scale_grad: bool = True) -> Tuple[Tensor, Tensor]:
     """Noise the tokens at ``index``: ``sqrt(ab) * h + sqrt(1 - ab) * rms(h) * eps``.
 
     ``rms(h)`` is the root mean square of each token over channels, so the
-    noise level does not depend on the scale of the residual stream. It stays
-    in the autograd graph: the noised token is then proportional to ``h``
-    (scaling ``h`` scales the noise too), and the gradient knows it. Detached,
-    the gradient would see a fixed noise and keep asking the blocks below to
-    grow the residual stream to beat it, which never helps (the noise grows
-    with it) and was measured to blow the stream up ~90x at the noise layer
-    and ruin the features (``docs/method.md``).
+    noise level does not depend on the scale of the residual stream. By
+    default it stays in the autograd graph: the noised token is then
+    proportional to ``h`` (scaling ``h`` scales the noise too), and the
+    gradient knows it. Detached, the gradient sees a fixed noise and keeps
+    asking the blocks below to grow the residual stream to beat it, which
+    never helps (the noise grows with it); with the noise at block 2 of the
+    study's ViT the stream grew ~90x there (``docs/method.md``).
 
     Args:
         tokens (Tensor): ``(B, L, C)`` tokens.
         index (Tensor): ``(B, n)`` indices into ``L`` of the tokens to noise.
         alpha_bar (Tensor): ``(B,)`` noise schedule value per sample.
         eps (Tensor): ``(B, n, C)`` standard normal noise.
+        scale_grad (bool): Keep ``rms(h)`` in the autograd graph.
+            ``False`` detaches it (the earlier behaviour). Defaults to True.
 
     Returns:
         Tuple[Tensor, Tensor]: The tokens with ``index`` noised, and the clean
@@ -262,6 +267,8 @@ def add_noise(tokens: Tensor, index: Tensor, alpha_bar: Tensor,
     clean = tokens.gather(1, gather_index)
     # (clamped so that an all-zero token has a zero gradient, not NaN)
     rms = clean.float().pow(2).mean(-1, keepdim=True).clamp_min(1e-12).sqrt()
+    if not scale_grad:
+        rms = rms.detach()
     ab = alpha_bar.view(-1, 1, 1)
     noisy = ab.sqrt() * clean + (1 - ab).sqrt() * rms * eps
     return tokens.scatter(1, gather_index, noisy.to(tokens.dtype)), clean

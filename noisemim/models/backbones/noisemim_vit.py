@@ -224,6 +224,9 @@ class NoiseMIMViT(VisionTransformer):
             Defaults to ``(0., 1.)``.
         time_embed (bool): Add a learned embedding of ``t`` to the noised
             tokens. Defaults to False.
+        noise_scale_grad (bool): Keep the feature noise's scale ``rms(h)``
+            in the autograd graph (see :func:`add_noise`); ``False``
+            detaches it. Defaults to True.
         pretrain (bool): Build the pre-training parameters (``mask_token``,
             ``time_embed``). ``False`` builds a downstream backbone with
             exactly ``VisionTransformer``'s parameters (none unused, so DDP
@@ -242,6 +245,7 @@ class NoiseMIMViT(VisionTransformer):
                  noise_layer: Union[int, str] = 2,
                  t_range: Sequence[float] = (0., 1.),
                  time_embed: bool = False,
+                 noise_scale_grad: bool = True,
                  pretrain: bool = True,
                  **kwargs) -> None:
         super().__init__(
@@ -261,6 +265,7 @@ class NoiseMIMViT(VisionTransformer):
                              '(the heads read the final normalised tokens).')
         self.patch_size = patch_size
         self.noise_layer = noise_layer
+        self.noise_scale_grad = noise_scale_grad
         pixel_channels = patch_size**2 * kwargs.get('in_channels', 3)
         self.corruption_sampler = CorruptionSampler(
             patch_size=patch_size,
@@ -416,7 +421,8 @@ class NoiseMIMViT(VisionTransformer):
         with record_function('noisemim.noise_injection'):
             if self.noise_layer != NOISE_LAYER_PIXEL:
                 tokens, clean = add_noise(tokens, index, corruption.alpha_bar,
-                                          corruption.eps)
+                                          corruption.eps,
+                                          self.noise_scale_grad)
             if self.time_embed is not None:
                 tokens = self._add_time_embed(tokens, index, corruption.t)
         return tokens, clean
