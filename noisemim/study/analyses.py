@@ -35,8 +35,7 @@ def analyze_cell(model: nn.Module,
     was_training = model.training
     model.eval()
     heads, spectrum = HeadDiversity(), SpectrumMeter()
-    square_sums: List[float] = []
-    count = 0
+    square_sums, count = 0., 0
     try:
         for batch in images.split(batch_size):
             probe = probe_encoder(model, normalize(model, batch))
@@ -47,9 +46,8 @@ def analyze_cell(model: nn.Module,
                 tokens_to_feature_map(f, probe.patch_resolution)
                 for f in patches
             ])
-            squares = [f.float().pow(2).mean(-1).sum().item() for f in patches]
-            square_sums = [a + b for a, b in zip(square_sums, squares)
-                           ] if square_sums else squares
+            square_sums = square_sums + torch.stack(
+                [f.float().pow(2).mean(-1).sum() for f in patches])
             count += patches[0].shape[0] * patches[0].shape[1]
     finally:
         model.train(was_training)
@@ -63,6 +61,6 @@ def analyze_cell(model: nn.Module,
             for b, profile in spectrum.compute().items()
         },
         stream_rms={
-            str(b): (total / count)**0.5
-            for b, total in enumerate(square_sums)
+            str(b): rms
+            for b, rms in enumerate((square_sums / count).sqrt().tolist())
         })
