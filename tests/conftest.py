@@ -78,7 +78,7 @@ def _save_pretrain_checkpoint(config: str, path) -> str:
 def vit_b_pretrain_checkpoint(tmp_path_factory) -> str:
     """A NoiseMIM ViT-B/16 pre-training checkpoint (random weights)."""
     return _save_pretrain_checkpoint(
-        'configs/pretrain/noisemim_vit-b.py',
+        'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
         tmp_path_factory.mktemp('ckpt') / 'noisemim_vit-b.pth')
 
 

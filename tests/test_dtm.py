@@ -143,7 +143,7 @@ def test_missing_teacher_file_names_it_and_the_converter(tmp_path):
     assert missing in str(err.value)
     assert 'clip_to_teacher.py' in str(err.value)
     cfg = Config.fromfile(osp.join(ROOT,
-                                   'configs/pretrain/dtm_vit-b_clip-b16.py'))
+                                   'configs/pretrain/dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
     with pytest.raises(FileNotFoundError, match='data/teachers/clip_vit-b16'):
         MODELS.build(cfg.model)
 
@@ -351,7 +351,7 @@ def test_timm_teacher_loads_a_local_state_dict(tmp_path):
 
 def test_configs_follow_the_paper():
     cfg = Config.fromfile(osp.join(ROOT,
-                                   'configs/pretrain/dtm_vit-b_clip-b16.py'))
+                                   'configs/pretrain/dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
     assert cfg.train_cfg.max_epochs == 300
     assert cfg.model.morphing.num_merge_range == (0, 196)
     assert cfg.model.morphing.iters_range == (1, 14)
@@ -360,7 +360,7 @@ def test_configs_follow_the_paper():
     assert cfg.model.head.beta == 2.
     assert cfg.model.teacher.checkpoint == 'data/teachers/clip_vit-b16.pth'
     combo = Config.fromfile(
-        osp.join(ROOT, 'configs/pretrain/noisemim-dtm_vit-b_clip-b16.py'))
+        osp.join(ROOT, 'configs/pretrain/noisemim-dtm_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
     assert combo.model.type == 'NoiseMIMDTM'
     assert combo.model.mim_head.out_channels == 512
     assert combo.model.disruption.loss_weight == 0.1  # NoiseMIM's, unchanged

@@ -18,8 +18,8 @@ from noisemim.engine.optimizers import (CPUAutocastOptimWrapper,
                                         configure_mixed_precision)
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PRETRAIN = ['noisemim_vit-b.py', 'noisemim_vit-l.py', 'dtm_vit-b_clip-b16.py',
-            'noisemim-dtm_vit-b_clip-b16.py']
+PRETRAIN = ['noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py', 'noisemim_vit-large-p16_8xb128-accu4-amp-coslr-400e_in1k.py', 'dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+            'noisemim-dtm_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
 GPU = torch.cuda.is_available()
 
 
@@ -73,7 +73,7 @@ def test_a_training_step_runs_under_bf16_autocast_on_the_cpu():
     model = MODELS.build(tiny_noisemim())
     model.init_weights()
     fp32_model = copy.deepcopy(model)
-    cfg = config('noisemim_vit-b.py')
+    cfg = config('noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py')
     configure_mixed_precision(cfg)
     if GPU:  # this test is about the CPU path
         cfg.optim_wrapper.update(type='CPUAutocastOptimWrapper')

@@ -54,7 +54,7 @@ COMPILED_NAME = NOISEMIM_NAME + ' (compiled)'
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument(
-        '--config', default='configs/pretrain/noisemim_vit-b.py',
+        '--config', default='configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
         help='NoiseMIM pre-training config (sets the architecture)')
     parser.add_argument('--batch-size', type=int, default=8)
     parser.add_argument('--warmup', type=int, default=2,

@@ -3,7 +3,7 @@
 Runs, each in its own process, and prints one table last:
 
 1. **train**: a few bf16 training steps of the ViT-B pre-training config
-   (``configs/pretrain/noisemim_vit-b.py``, 224 px) through ``tools/train.py``,
+   (``configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py``, 224 px) through ``tools/train.py``,
    on the photographs that ship with scikit-image (no download), ending with a
    checkpoint;
 2. **resume**: ``tools/train.py --resume`` from that checkpoint on the GPU,
@@ -38,7 +38,7 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STEPS = ('train', 'resume', 'benchmark', 'sweep')
-GPU_CONFIG = 'configs/pretrain/noisemim_vit-b.py'
+GPU_CONFIG = 'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 CPU_CONFIG = 'configs/pretrain/noisemim_vit-tiny_demo.py'
 
 # Points a pre-training config at scikit-image's photographs for a few

@@ -2,7 +2,7 @@
 
 The library is chosen by the config's ``default_scope``. Examples::
 
-    python tools/train.py configs/pretrain/noisemim_vit-b.py
+    python tools/train.py configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py
     bash tools/dist_train.sh configs/detection/<config>.py 8
 """
 import argparse

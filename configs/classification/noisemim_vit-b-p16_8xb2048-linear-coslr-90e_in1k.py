@@ -27,7 +27,7 @@ model = dict(
         final_norm=True,
         init_cfg=dict(
             type='StrictPretrained',
-            checkpoint='work_dirs/noisemim_vit-b/epoch_400.pth',
+            checkpoint='work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth',
             prefix='backbone.',
             new_keys=('ln2.*', ))),
     neck=dict(type='ClsBatchNormNeck', input_features=768),

@@ -12,7 +12,7 @@ config's model on random images, on any device.
 Command line (what ``make gpu-check`` runs)::
 
     python -m noisemim.benchmark.batch_sweep \\
-        --config configs/pretrain/noisemim_vit-b.py --device cuda --amp bf16
+        --config configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py --device cuda --amp bf16
 """
 import argparse
 import gc
@@ -283,7 +283,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='The largest per-device batch of a pre-training config '
         "that fits: doubling until out of memory (the config's model, random "
         'images, full training steps).')
-    parser.add_argument('--config', default='configs/pretrain/noisemim_vit-b.py')
+    parser.add_argument('--config', default='configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py')
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--amp', choices=['none', *AMP_DTYPES], default='bf16')
     parser.add_argument('--start', type=int, default=64)

@@ -4,9 +4,9 @@
 # LN in the pyramid and the heads ("ln-all"); 2-conv RPN, 4conv1fc box head.
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 
-# A NoiseMIM pre-training checkpoint (configs/pretrain/noisemim_vit-b.py) or
+# A NoiseMIM pre-training checkpoint (configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py) or
 # a published backbone file (tools/model_converters/).
-pretrained = 'work_dirs/noisemim_vit-b/epoch_400.pth'
+pretrained = 'work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth'
 norm_cfg = dict(type='LN2d', eps=1e-6, requires_grad=True)
 
 model = dict(

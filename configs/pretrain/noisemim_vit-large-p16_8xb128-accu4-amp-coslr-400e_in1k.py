@@ -3,7 +3,7 @@
 # in bf16 (estimated from ViT-B's measured ~92 MB) makes 128 per GPU ~31 GB of
 # activations, with room to spare on an 80 GB GPU (256 x 2, ~63 GB, is the
 # faster choice where it fits). Other GPU counts: docs/gpu.md.
-_base_ = './noisemim_vit-b.py'
+_base_ = './noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 model = dict(
     backbone=dict(arch='l'),
     mim_head=dict(in_channels=1024),

@@ -2,7 +2,7 @@
 # mask + feature noise + disruption loss, all unchanged) whose MIM head
 # predicts the morphed CLIP ViT-B/16 patch tokens of the masked patches
 # instead of their pixels. Teacher file: see README, "The teacher".
-_base_ = ['./noisemim_vit-b.py']
+_base_ = ['./noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py']
 teacher_checkpoint = 'data/teachers/clip_vit-b16.pth'
 model = dict(
     type='NoiseMIMDTM',
