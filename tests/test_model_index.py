@@ -50,10 +50,12 @@ def _builds_a_model(path: str) -> bool:
 
 
 def _configs_on_disk() -> List[str]:
-    """Every model config under configs/ outside the ``_base_`` folders."""
+    """Every model config under configs/ outside the ``_base_`` folders and
+    ``configs/smoke/`` (a real config shrunk for a CPU smoke run, not a
+    model: docs/smoke.md)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(osp.join(ROOT, 'configs')):
-        dirnames[:] = [d for d in dirnames if d != '_base_']
+        dirnames[:] = [d for d in dirnames if d not in ('_base_', 'smoke')]
         found += [
             osp.relpath(osp.join(dirpath, f), ROOT) for f in filenames
             if f.endswith('.py') and _builds_a_model(osp.join(dirpath, f))

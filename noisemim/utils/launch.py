@@ -168,7 +168,12 @@ def load_config(args: argparse.Namespace) -> Config:
     """
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
+        original = Config.fromfile(args.config)
         cfg.merge_from_dict(args.cfg_options)
+        # paths under a moved data root follow it; a shortened schedule's
+        # stale fields are named (noisemim/utils/derived_fields.py)
+        from .derived_fields import follow_overrides
+        follow_overrides(cfg, original, args.cfg_options)
     default_scope(cfg)
     cfg.launcher = args.launcher
     set_work_dir(cfg, args.config, args.work_dir)
