@@ -359,3 +359,167 @@ def test_with_attention_dropout_the_mass_is_of_the_undropped_attention(
         torch.testing.assert_close(fused.cross_mass[i],
                                    explicit_cross_mass(q, k, is_m, is_s),
                                    atol=1e-6, rtol=1e-5)
+
+
+# -- the disruption loss at its minimum (issue 22) ----------------------------
+# The references below are the code as it was before the change: q, k and v
+# all padded with the mass channels, the reduction under autocast, the hard
+# bias allocated (B, 1, L, L).
+
+
+def padded_reference(qkv, proj, probe_mask, probe_noised, d, width):
+    """The previous ``attention_with_mass``: q, k, v padded to ``width``."""
+    B, L, _, H, _ = qkv.shape
+    is_m = F.pad(probe_mask, (1, 0)).float()
+    is_s = F.pad(probe_noised, (1, 0)).float()
+    extra = torch.zeros(B, L, 3, 1, width - d)
+    extra[:, :, 2, 0, 0] = is_s
+    extra[:, :, 2, 0, 1] = is_m
+    q, k, v = torch.cat([qkv, extra.to(qkv.dtype).expand(-1, -1, -1, H, -1)],
+                        -1).permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v, scale=d**-0.5)
+    tokens = out.transpose(1, 2).reshape(B, L, H * width)
+    weight = F.pad(proj.weight.view(-1, H, d), (0, width - d)).flatten(1)
+    rows = torch.zeros(H, 2, H, width, dtype=weight.dtype)
+    for c in range(2):
+        rows[:, c, :, d + c] = torch.eye(H, dtype=weight.dtype)
+    weight = torch.cat([weight, rows.view(2 * H, H * width)])
+    y, mass = F.linear(tokens, weight, F.pad(proj.bias, (0, 2 * H))).split(
+        [proj.out_features, 2 * H], -1)
+    num_m, num_s = int(probe_mask.sum(1)[0]), int(probe_noised.sum(1)[0])
+    row_weights = torch.stack([is_m / num_m, is_s / num_s], -1)
+    return y, torch.einsum('blhc,blc->bh',
+                           mass.view(B, L, H, 2).float(), row_weights)
+
+
+class AttentionShapes:
+    """Records the (q, k, v) widths and the mask of each attention call."""
+
+    def __init__(self):
+        from torch.overrides import TorchFunctionMode
+
+        calls = self.calls = []
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func is F.scaled_dot_product_attention:
+                    mask = kwargs.get('attn_mask', None)
+                    if mask is None and len(args) > 3:
+                        mask = args[3]
+                    calls.append(([a.shape[-1] for a in args[:3]], mask))
+                return func(*args, **kwargs)
+
+        self.mode = Mode()
+
+    def __enter__(self):
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.mode.__exit__(*exc)
+
+
+MASK = torch.tensor([[0, 1, 1, 0, 1, 0, 0, 0], [1, 0, 0, 1, 0, 0, 1, 0]],
+                    dtype=torch.bool)
+NOISED = torch.tensor([[1, 0, 0, 1, 0, 0, 0, 0], [0, 1, 0, 0, 0, 1, 0, 0]],
+                      dtype=torch.bool)
+
+
+@pytest.mark.parametrize('device_type', ['cpu', 'cuda'])
+def test_mass_channels_on_v_alone_where_the_kernel_allows(device_type):
+    """On CUDA only v carries the mass channels (q and k at head width); on
+    CPU (its flash kernel wants one width) q, k and v are padded as before,
+    bit for bit. Both give the previous output and c."""
+    from noisemim.models.mass_attention import MassProbe, attention_with_mass
+    g = torch.Generator().manual_seed(1)
+    B, L, H, d, D = 2, 9, 3, 8, 5
+    qkv = torch.randn(B, L, 3, H, d, generator=g)
+    proj = torch.nn.Linear(H * d, D)
+    probe = MassProbe(_corruption(MASK, NOISED), 1, d, torch.float32,
+                      device_type)
+    with AttentionShapes() as seen:
+        out, c = attention_with_mass(qkv, proj, probe)
+    ref_out, ref_c = padded_reference(qkv, proj, MASK, NOISED, d,
+                                      probe.width)
+    if device_type == 'cuda':
+        assert probe.value_only and seen.calls[0][0] == [d, d, 16]
+        torch.testing.assert_close(out, ref_out, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(c, ref_c, atol=1e-6, rtol=1e-5)
+    else:
+        assert not probe.value_only and seen.calls[0][0] == [d + 2] * 3
+        assert torch.equal(out, ref_out) and torch.equal(c, ref_c)
+
+
+def test_mass_reduction_runs_in_fp32_under_autocast():
+    """Under bf16 autocast the weighted sum of the mass channels is fp32
+    arithmetic on the bf16 channels (it was a bf16 product before)."""
+    from noisemim.models.mass_attention import MassProbe, attention_with_mass
+    g = torch.Generator().manual_seed(2)
+    B, L, H, d, D = 2, 9, 3, 8, 5
+    qkv = torch.randn(B, L, 3, H, d, generator=g)
+    proj = torch.nn.Linear(H * d, D)
+    probe = MassProbe(_corruption(MASK, NOISED), 1, d, torch.bfloat16)
+    captured = {}
+    project = probe.project
+
+    def spy(out, proj):
+        captured['out'] = out
+        return project(out, proj)
+
+    probe.project = spy
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        _, c = attention_with_mass(qkv, proj, probe)
+        before = torch.einsum(  # the previous reduction, under autocast
+            'blhc,blc->bh', captured['out'].transpose(1, 2)[..., d:d + 2]
+            .float(), probe.row_weights)
+    assert captured['out'].dtype == torch.bfloat16 and c.dtype == torch.float32
+    channels = captured['out'].transpose(1, 2)[..., d:d + 2].double()
+    exact = torch.einsum('blhc,blc->bh', channels, probe.row_weights.double())
+    torch.testing.assert_close(c.double(), exact, atol=1e-6, rtol=1e-6)
+    assert (before.double() - exact).abs().max() > 1e-4  # bf16 rounding
+
+
+def test_mass_from_queries_and_keys_with_the_cuda_layout():
+    """:func:`cross_corruption_mass` with a narrow value (CUDA's layout, run
+    here on CPU's math kernel) equals the definition."""
+    q, k = _qk(B=2, H=3, L=9, d=8, seed=5)
+    M = torch.tensor([[1, 2, 5], [2, 3, 8]])
+    S = torch.tensor([[3, 6], [1, 6]])
+    is_m = torch.zeros(2, 9).scatter_(1, M, 1.)
+    is_s = torch.zeros(2, 9).scatter_(1, S, 1.)
+    with AttentionShapes() as seen:
+        got = cross_corruption_mass(q, k, M, S, device_type='cuda')
+    assert seen.calls[0][0] == [8, 8, 8]  # the value: 2 channels, aligned
+    torch.testing.assert_close(got, explicit_cross_mass(q, k, is_m, is_s),
+                               atol=1e-6, rtol=1e-5)
+    assert torch.equal(cross_corruption_mass(q, k, M, S),
+                       cross_corruption_mass(q, k, M, S, device_type='cpu'))
+
+
+def test_hard_bias_rows_are_aligned_and_shared_by_all_blocks(
+        build_model, monkeypatch):
+    from noisemim.models.backbones import noisemim_vit
+    model = build_model(
+        tiny_noisemim(disruption=dict(type='DisruptionLoss', mode='hard')))
+    layers = model.disruption_layers
+    x = torch.randn(2, 3, 32, 32)
+    c = model.backbone.sample_corruption(
+        x, generator=torch.Generator().manual_seed(3))
+    bias = noisemim_vit.cross_corruption_bias(c, 1, torch.float32)
+    allowed = noisemim_vit.cross_corruption_mask(c, 1)
+    previous = torch.zeros(allowed.shape).masked_fill_(~allowed, -math.inf)
+    assert bias.shape == (2, 1, 17, 17) and torch.equal(bias, previous)
+    assert all(s % 8 == 0 for s in bias.stride()[:-1]) and bias.stride(-1) == 1
+    with AttentionShapes() as seen:
+        aligned = model.backbone(x, c, blocked_layers=layers).tokens
+    masks = [mask for _, mask in seen.calls if mask is not None]
+    assert len(masks) == len(layers) == 2
+    # one tensor, built once, aligned, passed to every blocked block
+    assert len({m.data_ptr() for m in masks}) == 1
+    assert all(s % 8 == 0 for s in masks[0].stride()[:-1])
+    # the encoder's output is that of the previous, unaligned bias
+    monkeypatch.setattr(noisemim_vit, 'cross_corruption_bias',
+                        lambda corruption, extra, dtype: previous.to(dtype))
+    unaligned = model.backbone(x, c, blocked_layers=layers).tokens
+    torch.testing.assert_close(aligned, unaligned, atol=1e-6, rtol=1e-6)

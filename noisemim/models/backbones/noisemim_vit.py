@@ -26,6 +26,9 @@ from ..patches import patchify, unpatchify
 from ..pretrained import init_weights_then_load
 
 NOISE_LAYER_PIXEL = 'pixel'
+# The memory-efficient attention kernel wants every stride of an attention
+# bias but the last to be a multiple of 8 elements.
+BIAS_ALIGN = 8
 
 
 class QueryKey(NamedTuple):
@@ -79,7 +82,10 @@ def cross_corruption_bias(corruption: Corruption, num_extra_tokens: int,
 
     A bool mask is turned into a float bias inside every attention call, and
     some fused kernels take only a float bias; this one is made once, in the
-    dtype the attention runs in (autocast's), so no block converts it.
+    dtype the attention runs in (autocast's), and shared by all blocks, so no
+    block converts it. Its rows are :data:`BIAS_ALIGN` elements apart (the
+    last dim allocated padded, then sliced): the memory-efficient kernel pads
+    a copy of any other bias in every call, and cuDNN may refuse it.
 
     Args:
         corruption (Corruption): The batch's corruption.
@@ -89,11 +95,14 @@ def cross_corruption_bias(corruption: Corruption, num_extra_tokens: int,
     Returns:
         Tensor: ``(B, 1, L, L)``, 0 where attention is allowed, ``-inf``
         where it is blocked (no row is blocked entirely: the class token and
-        the row's own set stay visible).
+        the row's own set stay visible); a view with row stride a multiple
+        of :data:`BIAS_ALIGN`.
     """
     allowed = cross_corruption_mask(corruption, num_extra_tokens)
-    bias = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return bias.masked_fill_(~allowed, float('-inf'))
+    B, _, L, _ = allowed.shape
+    row = math.ceil(L / BIAS_ALIGN) * BIAS_ALIGN
+    bias = torch.zeros(B, 1, L, row, dtype=dtype, device=allowed.device)
+    return bias[..., :L].masked_fill_(~allowed, float('-inf'))
 
 
 def _attention_tail(layer: TransformerEncoderLayer, x: Tensor,

@@ -32,7 +32,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..corruption import Corruption
 from ..mass_attention import (CUDA_HEAD_ALIGN, MASS_CHANNELS,
-                              mass_value_width)
+                              mass_value_width, value_only_mass)
 
 MODES = ('mass', 'entropy', 'hard')
 
@@ -43,8 +43,11 @@ def _rows(x: Tensor, index: Tensor) -> Tensor:
     return x.gather(2, index)
 
 
-def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
-                          noised_index: Tensor) -> Tensor:
+def cross_corruption_mass(q: Tensor,
+                          k: Tensor,
+                          masked_index: Tensor,
+                          noised_index: Tensor,
+                          device_type: Optional[str] = None) -> Tensor:
     """``c`` of one block, per sample and head, from its queries and keys.
 
     ``sum_{j in S} A_ij`` is attention with the indicator of ``S`` as the
@@ -57,22 +60,33 @@ def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
         k (Tensor): ``(B, H, L, d)`` keys.
         masked_index (Tensor): ``(B, |M|)`` token indices of ``M`` in ``L``.
         noised_index (Tensor): ``(B, |S|)`` token indices of ``S`` in ``L``.
+        device_type (str, optional): Sets the layout (see
+            :func:`~noisemim.models.mass_attention.value_only_mass`).
+            Defaults to ``q``'s device.
 
     Returns:
         Tensor: ``(B, H)`` mass of ``M -> S`` plus ``S -> M`` attention.
     """
     B, H, L, d = k.shape
     n_m = masked_index.shape[1]
+    device_type = device_type or q.device.type
     rows = _rows(q, torch.cat([masked_index, noised_index], 1))
     # Values: channel 0 marks S (what M rows must not see), channel 1 marks M
-    # (what S rows must not see), zero-padded to the head width: fused
-    # kernels need the value width equal to the query's. Only where the head
-    # is too narrow (or, on a GPU, not a multiple of 8) are q and k
-    # zero-padded too, which leaves the logits unchanged (explicit scale).
-    fits = d >= MASS_CHANNELS and (q.device.type == 'cpu'
-                                   or d % CUDA_HEAD_ALIGN == 0)
-    width = d if fits else mass_value_width(d, q.device.type)
-    values = k.new_zeros(B, L, width)
+    # (what S rows must not see). On CUDA the value is only as wide as the
+    # channels need (a multiple of 8), and q and k are padded only to a
+    # multiple of 8. Elsewhere the fused kernel needs the value width equal
+    # to the query's: the value is zero-padded to the head width, and only
+    # where the head is too narrow are q and k zero-padded too. Zero padding
+    # leaves the logits unchanged (explicit scale).
+    if value_only_mass(device_type):
+        width = _aligned(d)
+        value_width = _aligned(MASS_CHANNELS)
+    else:
+        fits = d >= MASS_CHANNELS and (device_type == 'cpu'
+                                       or d % CUDA_HEAD_ALIGN == 0)
+        width = d if fits else mass_value_width(d, device_type)
+        value_width = width
+    values = k.new_zeros(B, L, value_width)
     values[:, :, 0].scatter_(1, noised_index, 1.)
     values[:, :, 1].scatter_(1, masked_index, 1.)
     values = values[:, None].expand(-1, H, -1, -1)
@@ -80,6 +94,11 @@ def cross_corruption_mass(q: Tensor, k: Tensor, masked_index: Tensor,
     mass = F.scaled_dot_product_attention(
         F.pad(rows, pad), F.pad(k, pad), values, scale=d**-0.5).float()
     return mass[:, :, :n_m, 0].mean(-1) + mass[:, :, n_m:, 1].mean(-1)
+
+
+def _aligned(width: int) -> int:
+    """``width`` rounded up to a multiple of 8 (CUDA's fused kernels)."""
+    return math.ceil(width / CUDA_HEAD_ALIGN) * CUDA_HEAD_ALIGN
 
 
 def masked_attention_entropy_gap(q: Tensor, k: Tensor, masked_index: Tensor,
