@@ -1,11 +1,14 @@
 # The paper's pre-training schedule: 400 epochs at batch 4096, AdamW
 # (0.9, 0.999), weight decay 0.05, base lr 1e-4 per 256 images, cosine with
 # warm-up; no weight decay on norms, biases, tokens and position embeddings.
+# The constructor merges the per-tensor groups of paramwise_cfg into one
+# group per distinct setting (2 for ViT-B; noisemim/engine/optimizers).
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(
         type='AdamW', lr=1e-4 * 4096 / 256, betas=(0.9, 0.999),
         weight_decay=0.05),
+    constructor='NoiseMIMOptimWrapperConstructor',
     paramwise_cfg=dict(
         norm_decay_mult=0.0,
         bias_decay_mult=0.0,

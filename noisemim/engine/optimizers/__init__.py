@@ -4,9 +4,12 @@ from .layer_decay import LayerDecayOptimWrapperConstructor, layer_depth_fn
 from .lr_scaling import count_accumulation_in_lr_scaling
 from .mixed_precision import (CPUAutocastOptimWrapper,
                               configure_mixed_precision)
+from .param_groups import (NoiseMIMOptimWrapperConstructor,
+                           merge_param_groups)
 
 __all__ = [
     'LayerDecayOptimWrapperConstructor', 'layer_depth_fn',
+    'NoiseMIMOptimWrapperConstructor', 'merge_param_groups',
     'count_accumulation_in_lr_scaling', 'CPUAutocastOptimWrapper',
     'configure_mixed_precision'
 ]
