@@ -73,8 +73,10 @@ def test_benchmark_times_the_models_and_reports_tables(tmp_path, capsys):
     assert set(shares) == set(benchmark.RANGES)
     assert 0 < shares['noisemim.disruption_loss'] < 1
     assert 0 < shares['noisemim.noise_injection'] < 1
-    assert results['pipeline_images_per_s'] > 0
-    assert 'one worker process' in printed
+    paths = results['data_paths']
+    assert len(paths) == 3 and all(p['per_worker'] > 0 for p in paths)
+    assert 'device decode (workers read bytes), num_workers=6' in printed
+    assert 'CPU decode: a stand-in, not a GPU rate' in printed
 
 
 def test_sequential_schedule_runs_one_model_process_at_a_time():
@@ -288,3 +290,110 @@ def test_pinned_malloc_reuses_freed_memory_without_page_faults():
     round_pages = 84 * 2**20 // 4096  # one round's 84 MiB
     assert pinned < round_pages // 10
     assert dynamic > pinned
+
+
+def test_amp_is_as_training_bf16_without_a_loss_scaler():
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(
+        ROOT, 'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_'
+        'in1k.py'))
+    bf16 = benchmark.optim_wrapper_cfg(cfg, 'bf16')
+    assert (bf16['type'], bf16['dtype']) == ('AmpOptimWrapper', 'bfloat16')
+    assert bf16['loss_scale'] == dict(enabled=False)
+    assert cfg.optim_wrapper.loss_scale == bf16['loss_scale']  # training's
+    assert benchmark.optim_wrapper_cfg(cfg, 'fp16')['loss_scale'] == 'dynamic'
+    assert benchmark.optim_wrapper_cfg(cfg, 'none')['type'] == 'OptimWrapper'
+    assert 'paramwise_cfg' in bf16
+
+
+def test_block_mask_draw_is_simmim_s_distribution():
+    import numpy as np
+    from mmpretrain.datasets.transforms import SimMIMMaskGenerator
+
+    from noisemim.benchmark.models import BlockMaskDraw, block_mask_draw
+    settings = dict(input_size=224, mask_patch_size=32, model_patch_size=16,
+                    mask_ratio=0.6)
+    reference = SimMIMMaskGenerator(**settings)(dict())['mask']
+    masks = block_mask_draw(dict(type='SimMIMMaskGenerator', **settings))(
+        64, torch.device('cpu'))
+    assert masks.shape == (64, ) + reference.shape
+    # Each sample masks exactly the generator's count of 2x2-patch units.
+    units = masks[:, ::2, ::2]
+    assert (units.flatten(1).sum(1) == reference[::2, ::2].sum()).all()
+    assert torch.equal(masks, units.repeat_interleave(2, 1)
+                       .repeat_interleave(2, 2))
+    # Uniform over the units: every unit is masked in ~60 % of the samples.
+    share = units.float().mean(0)
+    assert share.min() > 0.3 and share.max() < 0.9
+    assert len({tuple(m.flatten().tolist()) for m in units}) > 60
+    assert np.isclose(reference.mean(), masks.float().mean().item(),
+                      atol=0.02)
+    with pytest.raises(ValueError, match="got type 'Other'"):
+        block_mask_draw(dict(type='Other'))
+    with pytest.raises(ValueError, match='must be a multiple'):
+        BlockMaskDraw(input_size=200, mask_patch_size=32)
+
+
+def test_the_simmim_mask_is_drawn_inside_the_timed_step(monkeypatch):
+    """As NoiseMIM's and MAE's masks are: a draw that takes 0.3 s makes the
+    timed step take at least 0.3 s."""
+    import time
+
+    from mmengine.config import Config
+
+    from noisemim.benchmark import benchmark_models
+    from noisemim.benchmark.worker import StepRunner, WorkerSpec
+    cfg = Config.fromfile(TINY[1])
+    cfg.model.backbone.img_size = 32
+    spec = benchmark_models(cfg)['SimMIM-style ViT']
+    runner = StepRunner(WorkerSpec(
+        'SimMIM-style ViT', spec.model, benchmark.optim_wrapper_cfg(
+            cfg, 'none'), 2, 32, mask_generator=spec.mask_generator))
+    draw = runner.mask_draw
+
+    def slow_draw(*args):
+        time.sleep(0.3)
+        return draw(*args)
+
+    runner.mask_draw = slow_draw
+    assert runner.step() >= 0.3
+
+
+def test_a_failing_model_is_reported_and_skipped(capsys):
+    """A model that fails to build is a FAILED row; the others are measured
+    and compared (the CPU schedule; the CUDA one runs each model through
+    ``guarded``, tested after)."""
+    from mmengine.config import Config
+
+    from noisemim.benchmark import benchmark_models
+    cfg = Config.fromfile(TINY[1])
+    cfg.model.backbone.img_size = 32
+    spec = benchmark_models(cfg)['SimMIM-style ViT']
+    wrapper = benchmark.optim_wrapper_cfg(cfg, 'none')
+    good = benchmark.WorkerSpec('SimMIM-style ViT', spec.model, wrapper, 2,
+                                32, threads=1,
+                                mask_generator=spec.mask_generator)
+    broken = benchmark.WorkerSpec('NoiseMIM', dict(type='NoSuchModel'),
+                                  wrapper, 2, 32, threads=1)
+    args = benchmark.parse_args(['--warmup', '0', '--repeats', '1'])
+    results = benchmark.run_interleaved([broken, good], args)
+    assert list(results) == ['NoiseMIM', 'SimMIM-style ViT']
+    assert 'NoSuchModel' in results['NoiseMIM']['error']
+    assert len(results['SimMIM-style ViT']['step_times']) == 1
+    simmim = results['SimMIM-style ViT']
+    simmim['vs_simmim'] = benchmark.paired_ratio(simmim['step_times'],
+                                                 simmim['step_times'])
+    printed = benchmark.render(dict(batch_size=2, device='cpu',
+                                    models=results, noisemim_shares={}))
+    assert _row(printed, 'NoiseMIM')['step s (median)'].startswith('FAILED')
+    assert _row(printed, 'SimMIM-style ViT')[RATIO] == '1.000'
+
+
+def test_guarded_turns_a_model_s_failure_into_its_row():
+    def out_of_memory():
+        raise RuntimeError('MAE failed:\nTraceback ...\n'
+                           'torch.OutOfMemoryError: CUDA out of memory.')
+    assert benchmark.guarded('MAE', out_of_memory) == dict(
+        error='torch.OutOfMemoryError: CUDA out of memory.')
+    assert benchmark.guarded('MAE', lambda x: dict(median=x), 2.) == dict(
+        median=2.)

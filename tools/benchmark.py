@@ -14,11 +14,18 @@ the SimMIM-style step is the median over the rounds of the per-round ratio
 processes' CPU time (all threads) is less sensitive to other users of a
 shared machine. Each process pins glibc's malloc thresholds (``--malloc
 dynamic`` leaves them moving; see ``noisemim.benchmark.worker``) and counts
-its page faults per step. Also reports the share of a
-NoiseMIM step in corruption sampling, noise injection and the disruption loss
-(torch.profiler), the data pipeline's images/s, and on CUDA the model FLOP
-utilisation against the device's bf16 peak, with and without the disruption
-loss's FLOPs.
+its page faults per step. Every model draws its mask inside the timed step,
+on the step's device (NoiseMIM's corruption and MAE's shuffle in their
+forward, the SimMIM-style block mask just before it). AMP is as training
+runs it: bf16 without a loss scaler, fp16 with the dynamic one. A model that
+fails (to build, to step, out of memory) is reported in the table and
+skipped; the others are measured. Also reports the share of a NoiseMIM step
+in corruption sampling, noise injection and the disruption loss
+(torch.profiler), each data path's images/s per worker (the config's CPU
+pipeline; the device-decode path's workers and its device side) with the
+verdict whether the loader keeps up, and on CUDA the model FLOP utilisation
+against the device's bf16 peak, with and without the disruption loss's
+FLOPs.
 
 Examples::
 
@@ -29,6 +36,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 from contextlib import ExitStack
 from typing import Dict, List, Optional, Sequence
 
@@ -38,8 +46,9 @@ from mmengine.config import Config, DictAction
 import noisemim  # noqa: F401  (registers noisemim's modules)
 from noisemim.benchmark import (NOISEMIM_NAME, SIMMIM_NAME, Worker,
                                 WorkerSpec, benchmark_models, format_table,
-                                peak_bf16_flops, pipeline_throughput)
-from noisemim.benchmark.pipeline import cpus_per_device, feed_estimate
+                                peak_bf16_flops)
+from noisemim.benchmark.pipeline import (cpus_per_device, data_paths,
+                                         feed_estimate)
 
 # 'noisemim.mass_attention' is the attention call and output projection of
 # the probed blocks (the block's own work plus the two mass channels); what
@@ -87,7 +96,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--profile-steps', type=int, default=1,
                         help='NoiseMIM steps profiled for the step breakdown')
     parser.add_argument('--pipeline-images', type=int, default=64,
-                        help='images through the data pipeline (0: skip)')
+                        help='images through each data path (0: skip)')
     parser.add_argument('--peak-tflops', type=float,
                         help='bf16 peak of the device, if not in the table')
     parser.add_argument('--json', help='also write the results here')
@@ -110,12 +119,30 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def optim_wrapper_cfg(cfg: Config, amp: str) -> dict:
-    """The config's optimizer, in ``OptimWrapper`` or ``AmpOptimWrapper``."""
+    """The config's optimizer, in ``OptimWrapper`` or ``AmpOptimWrapper``.
+
+    As training runs it (docs/gpu.md, "Precision"): bf16 without a loss
+    scaler (the scaler's pass over the gradients and its host sync would be
+    timed, though training has neither), fp16 with mmengine's dynamic one.
+
+    Args:
+        cfg (Config): The NoiseMIM config (its optimizer and paramwise_cfg).
+        amp (str): ``'none'``, ``'bf16'`` or ``'fp16'``.
+
+    Returns:
+        dict: The optimizer wrapper config.
+    """
     wrapper = dict(type='OptimWrapper',
                    optimizer=cfg.optim_wrapper.optimizer.to_dict())
-    if 'paramwise_cfg' in cfg.optim_wrapper:
-        wrapper['paramwise_cfg'] = cfg.optim_wrapper.paramwise_cfg.to_dict()
-    if amp != 'none':
+    for key in ('paramwise_cfg', 'constructor'):
+        if key in cfg.optim_wrapper:
+            value = cfg.optim_wrapper[key]
+            wrapper[key] = value.to_dict() if hasattr(value,
+                                                      'to_dict') else value
+    if amp == 'bf16':
+        wrapper.update(type='AmpOptimWrapper', dtype=AMP_DTYPES[amp],
+                       loss_scale=dict(enabled=False))
+    elif amp == 'fp16':
         wrapper.update(type='AmpOptimWrapper', dtype=AMP_DTYPES[amp],
                        loss_scale='dynamic')
     return wrapper
@@ -126,19 +153,34 @@ def _log(round_index: int, rounds: int, name: str, seconds: float) -> None:
           file=sys.stderr, flush=True)
 
 
-def time_side_by_side(workers: List[Worker], warmup: int,
-                      repeats: int) -> Dict[str, List[float]]:
+def time_side_by_side(workers: List[Worker], warmup: int, repeats: int,
+                      errors: Optional[Dict[str, dict]] = None
+                      ) -> Dict[str, List[float]]:
     """Round-robin steps; each round starts with the next model.
+
+    Args:
+        workers (List[Worker]): The model processes.
+        warmup (int): Rounds not timed.
+        repeats (int): Timed rounds.
+        errors (Dict[str, dict], optional): A model whose step fails gets
+            :func:`failed`'s result here and takes no further steps.
 
     Returns:
         Dict[str, List[float]]: The step seconds of each model, warm-up
         rounds included (the first ``warmup`` of them).
     """
+    errors = {} if errors is None else errors
     times = {w.name: [] for w in workers}
     for r in range(warmup + repeats):
         for i in range(len(workers)):
             worker = workers[(r + i) % len(workers)]
-            seconds = worker.call('step')
+            if worker.name in errors:
+                continue
+            try:
+                seconds = worker.call('step')
+            except RuntimeError as error:
+                errors[worker.name] = failed(worker.name, error)
+                continue
             times[worker.name].append(seconds)
             _log(r, warmup + repeats, worker.name, seconds)
     return times
@@ -263,12 +305,22 @@ def run_interleaved(specs: List[WorkerSpec],
     Returns:
         Dict[str, dict]: :func:`measure`'s result of each model.
     """
+    results = {}
     with ExitStack() as stack:
         workers = [stack.enter_context(Worker(spec)) for spec in specs]
-        for w in workers:  # build all before the first timed step
-            w.wait_built()
-        times = time_side_by_side(workers, args.warmup, args.repeats)
-        return {w.name: measure(w, times[w.name], args) for w in workers}
+        for w in list(workers):  # build all before the first timed step
+            try:
+                w.wait_built()
+            except RuntimeError as error:
+                results[w.name] = failed(w.name, error)
+                workers.remove(w)
+        times = time_side_by_side(workers, args.warmup, args.repeats,
+                                  results)
+        for w in workers:
+            if w.name not in results:
+                results[w.name] = guarded(w.name, measure, w, times[w.name],
+                                          args)
+    return {spec.name: results[spec.name] for spec in specs}
 
 
 def run_sequential(specs: List[WorkerSpec],
@@ -282,10 +334,34 @@ def run_sequential(specs: List[WorkerSpec],
     results = {}
     for spec in specs:
         with Worker(spec) as w:
-            results[w.name] = measure(
-                w, time_one(w, args.warmup, args.repeats), args)
+            results[w.name] = guarded(
+                w.name, lambda: measure(
+                    w, time_one(w, args.warmup, args.repeats), args))
         assert not w.alive, f'the process of {w.name} outlived its turn'
     return results
+
+
+def failed(name: str, error: BaseException) -> dict:
+    """The result of a model that failed: reported, not fatal.
+
+    Args:
+        name (str): The model.
+        error (BaseException): What it raised.
+
+    Returns:
+        dict: ``error``, the exception's last line (the table shows it).
+    """
+    lines = [line for line in str(error).strip().splitlines() if line]
+    print(f'{name} FAILED, skipped:\n{error}', file=sys.stderr, flush=True)
+    return dict(error=lines[-1] if lines else type(error).__name__)
+
+
+def guarded(name: str, fn, *args) -> dict:
+    """``fn(*args)``, or :func:`failed`'s result if the model failed."""
+    try:
+        return fn(*args)
+    except RuntimeError as error:  # the worker's error, or its death
+        return failed(name, error)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -309,15 +385,16 @@ def run(args: argparse.Namespace) -> dict:
     results['models'] = schedule(specs, args)
     base = results['models'][SIMMIM_NAME]
     for m in results['models'].values():
-        m['vs_simmim'] = paired_ratio(m['step_times'], base['step_times'])
-        m['cpu_vs_simmim'] = paired_ratio(m['cpu_times'], base['cpu_times'])
+        if 'error' not in m and 'error' not in base:
+            m['vs_simmim'] = paired_ratio(m['step_times'], base['step_times'])
+            m['cpu_vs_simmim'] = paired_ratio(m['cpu_times'],
+                                              base['cpu_times'])
     results['noisemim_shares'] = results['models'][NOISEMIM_NAME].pop(
-        'shares')
+        'shares', {})
     if args.pipeline_images > 0:
-        results['pipeline_images_per_s'] = pipeline_throughput(
-            cfg, args.pipeline_images)
-        results['pipeline_workers'] = cfg.train_dataloader.get(
-            'num_workers', 0)
+        with tempfile.TemporaryDirectory() as folder:
+            results['data_paths'] = data_paths(cfg, args.pipeline_images,
+                                               args.device, folder)
         results['pipeline_cpus_per_device'] = cpus_per_device(
             torch.cuda.device_count() if args.device == 'cuda' else 1)
     patch = cfg.model.backbone.patch_size
@@ -338,24 +415,31 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
                'CPU-time ratio (paired median)', 'page faults/step (median)',
                'first step s',
                'peak MiB', 'model MiB', 'memory vs SimMIM-style']
-    cuda = 'reserved' in base['memory']
+    measured = [m for m in models.values() if 'error' not in m]
+    cuda = any('reserved' in m['memory'] for m in measured)
     if cuda:
         columns.insert(columns.index('model MiB'), 'reserved MiB')
-    if 'flops' in base:
+    if any('flops' in m for m in measured):
         columns += ['TFLOP/s', 'MFU (bf16 peak)',
                     'MFU without disruption FLOPs']
     rows = []
     for name, m in models.items():
-        ratio = m['vs_simmim']
+        if 'error' in m:
+            rows.append({'model': name,
+                         'step s (median)': f"FAILED: {m['error']}"})
+            continue
+        ratio = m.get('vs_simmim')
         first = (m.get('warmup_times') or m['step_times'])[0]
         row = {
             'model': name,
             'step s (median)': f"{m['median']:.3f}",
             'images/s': f"{batch / m['median']:.2f}",
             'step time vs SimMIM-style (median of paired rounds)':
-            f"{ratio['median']:.3f}",
-            'paired ratio IQR': f"{ratio['q1']:.3f}-{ratio['q3']:.3f}",
-            'paired ratio min-max': f"{ratio['min']:.3f}-{ratio['max']:.3f}",
+            f"{ratio['median']:.3f}" if ratio else '',
+            'paired ratio IQR':
+            f"{ratio['q1']:.3f}-{ratio['q3']:.3f}" if ratio else '',
+            'paired ratio min-max':
+            f"{ratio['min']:.3f}-{ratio['max']:.3f}" if ratio else '',
             'CPU-time ratio (paired median)':
             f"{m['cpu_vs_simmim']['median']:.3f}"
             if 'cpu_vs_simmim' in m else '',
@@ -366,7 +450,8 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
             'peak MiB': f"{m['memory']['peak']:.0f}",
             'model MiB': f"{m['memory']['model']:.0f}",
             'memory vs SimMIM-style':
-            f"{m['memory']['model'] / base['memory']['model']:.3f}",
+            f"{m['memory']['model'] / base['memory']['model']:.3f}"
+            if 'error' not in base else '',
         }
         if cuda:
             row['reserved MiB'] = f"{m['memory']['reserved']:.0f}"
@@ -385,40 +470,44 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
         ['part of the NoiseMIM step (forward + backward)', 'share'],
         [{'part of the NoiseMIM step (forward + backward)': name,
           'share': f'{share:.2%}'} for name, share in shares.items()]))
-    if 'pipeline_images_per_s' in results:
-        rate = results['pipeline_images_per_s']
-        workers = results['pipeline_workers']
-        model_rate = batch / models[NOISEMIM_NAME]['median']
-        out.append(format_table(
-            ['data pipeline (config train_pipeline, EmbeddedPhotos)',
-             'images/s'],
-            [{'data pipeline (config train_pipeline, EmbeddedPhotos)':
-              'one worker process', 'images/s': f'{rate:.1f}'},
-             {'data pipeline (config train_pipeline, EmbeddedPhotos)':
-              f'config num_workers={workers} (x{workers}, if that many '
-              'cores)', 'images/s': f'{rate * max(workers, 1):.1f}'},
-             {'data pipeline (config train_pipeline, EmbeddedPhotos)':
-              'NoiseMIM training step (for comparison)',
-              'images/s': f'{model_rate:.2f}'},
-             {'data pipeline (config train_pipeline, EmbeddedPhotos)':
-              'input-bound? (cores per device: '
-              f"{results.get('pipeline_cpus_per_device', 'unknown')})",
-              'images/s': feed_estimate(
-                  rate, workers, model_rate,
-                  results.get('pipeline_cpus_per_device')).verdict()}]))
+    noisemim = models[NOISEMIM_NAME]
+    model_rate = (batch / noisemim['median'] if 'median' in noisemim else
+                  None)
+    if 'data_paths' in results:
+        cpus = results.get('pipeline_cpus_per_device')
+        side = ('device side (GPU)' if results['device'] == 'cuda' else
+                'device side (CPU decode: a stand-in, not a GPU rate)')
+        columns = ['data path (one worker per core)', 'files',
+                   'one worker, images/s', side,
+                   f'input-bound? (cores per device: {cpus or "unknown"})']
+        rows = []
+        for p in results['data_paths']:
+            rows.append({
+                columns[0]: f"{p['path']}, num_workers={p['num_workers']}",
+                columns[1]: p['files'],
+                columns[2]: f"{p['per_worker']:.1f}",
+                columns[3]: (f"{p['device_side']:.1f}"
+                             if p['device_side'] is not None else ''),
+                columns[4]: feed_estimate(
+                    p['per_worker'], p['num_workers'], model_rate,
+                    cpus).verdict() if model_rate else ''})
+        rows.append({columns[0]: 'NoiseMIM training step (for comparison)',
+                     columns[3]: f'{model_rate:.2f}' if model_rate else ''})
+        out.append(format_table(columns, rows))
     morphing = results.get('morphing')
     if morphing is None:
         out.append('token morphing: noisemim.models.morphing.'
                    'benchmark_morphing is not available')
     else:
         ms = morphing['ms_per_call']
-        step_ms = models[NOISEMIM_NAME]['median'] * 1e3
+        step_ms = batch / model_rate * 1e3 if model_rate else None
         out.append(format_table(
             ['token morphing (DTM, per loss draw)', 'ms', 'vs NoiseMIM step'],
             [{'token morphing (DTM, per loss draw)':
               f"{morphing['batch_size']} x {morphing['num_tokens']} tokens x "
               f"{morphing['channels']} ch (mean of {morphing['repeats']})",
-              'ms': f'{ms:.1f}', 'vs NoiseMIM step': f'{ms / step_ms:.1%}'}]))
+              'ms': f'{ms:.1f}',
+              'vs NoiseMIM step': f'{ms / step_ms:.1%}' if step_ms else ''}]))
     return '\n\n'.join(out)
 
 

@@ -9,16 +9,19 @@
   work as NoiseMIM's (every token, mask token, same blocks) with no noise and no
   disruption loss, and none of its code is ours, so NoiseMIM cannot be made to
   look fast by a slow baseline. Its mask comes from mmpretrain's
-  ``SimMIMMaskGenerator`` (same ratio and mask unit), drawn outside the step as
-  the data pipeline would.
+  ``SimMIMMaskGenerator``'s settings (same ratio and mask unit), drawn inside
+  the timed step on the step's device (:class:`BlockMaskDraw`), as NoiseMIM's
+  and MAE's masks are: every model's mask draw is timed alike.
 * **MAE**: mmpretrain's own MAE config (``mae_vit-base-p16``: 75 % masking,
   8-block 512-d decoder), with the encoder set to the same architecture.
 """
 import copy
+import math
 import os.path as osp
 from typing import Dict, NamedTuple, Optional, Tuple
 
 import mmpretrain
+import torch
 from mmengine.config import Config
 from mmpretrain.models.backbones import VisionTransformer
 from mmpretrain.models.selfsup.maskfeat import MaskFeatViT
@@ -60,13 +63,71 @@ class SimMIMMaskTokenViT(MaskFeatViT):
         return (patches.transpose(1, 2).reshape(B, D, h, w), )
 
 
+class BlockMaskDraw:
+    """``SimMIMMaskGenerator``'s random block mask, for a batch on a device.
+
+    The same distribution as mmpretrain's transform: per sample, exactly
+    ``ceil(ratio * units)`` of the ``(input_size / mask_patch_size)**2`` mask
+    units, a uniformly random subset, each unit repeated over its
+    ``(mask_patch_size / model_patch_size)**2`` patches. Drawn with torch on
+    the given device (one ``rand``/``argsort``) instead of numpy per sample.
+
+    Args:
+        input_size (int): Image side.
+        mask_patch_size (int): Side of one mask unit.
+        model_patch_size (int): The encoder's patch size.
+        mask_ratio (float): Share of the units masked.
+    """
+
+    def __init__(self, input_size: int = 192, mask_patch_size: int = 32,
+                 model_patch_size: int = 4, mask_ratio: float = 0.6) -> None:
+        if input_size % mask_patch_size or mask_patch_size % model_patch_size:
+            raise ValueError(
+                f'input_size {input_size} must be a multiple of '
+                f'mask_patch_size {mask_patch_size}, and that of '
+                f'model_patch_size {model_patch_size}')
+        self.rand_size = input_size // mask_patch_size
+        self.scale = mask_patch_size // model_patch_size
+        self.token_count = self.rand_size**2
+        self.mask_count = int(math.ceil(self.token_count * mask_ratio))
+
+    def __call__(self, batch_size: int, device: torch.device) -> Tensor:
+        """``(batch_size, h, w)`` int64 masks (1: masked), on ``device``."""
+        order = torch.rand(batch_size, self.token_count,
+                           device=device).argsort(1)
+        mask = torch.zeros(batch_size, self.token_count, dtype=torch.long,
+                           device=device)
+        mask.scatter_(1, order[:, :self.mask_count], 1)
+        mask = mask.view(batch_size, self.rand_size, self.rand_size)
+        return mask.repeat_interleave(self.scale, 1).repeat_interleave(
+            self.scale, 2)
+
+
+def block_mask_draw(generator: dict) -> BlockMaskDraw:
+    """A :class:`BlockMaskDraw` from a ``SimMIMMaskGenerator`` config.
+
+    Args:
+        generator (dict): ``dict(type='SimMIMMaskGenerator', ...)``.
+
+    Returns:
+        BlockMaskDraw: The same mask distribution, drawn per batch.
+    """
+    settings = dict(generator)
+    kind = settings.pop('type', None)
+    if kind != 'SimMIMMaskGenerator':
+        raise ValueError(f"mask_generator must be a SimMIMMaskGenerator "
+                         f"config, got type {kind!r}")
+    return BlockMaskDraw(**settings)
+
+
 class ModelSpec(NamedTuple):
     """One model of the benchmark.
 
     Attributes:
         model (dict): Its mmpretrain model config.
-        mask_generator (dict | None): A transform config that draws the mask
-            of one sample (SimMIM's data-pipeline mask), or None.
+        mask_generator (dict | None): The ``SimMIMMaskGenerator`` config of
+            the model's mask (drawn per batch by :class:`BlockMaskDraw`), or
+            None.
     """
     model: dict
     mask_generator: Optional[dict]

@@ -26,6 +26,8 @@ from typing import Any, Dict, Optional, Sequence
 import psutil
 import torch
 
+from .models import block_mask_draw
+
 
 # mallopt parameters (glibc's malloc.h).
 M_TRIM_THRESHOLD = -1
@@ -69,8 +71,9 @@ class WorkerSpec:
         device (str): ``'cpu'`` or ``'cuda'``.
         threads (int): ``torch.set_num_threads``; 0 keeps torch's default.
         seed (int): Seed of the weights and the synthetic images.
-        mask_generator (dict, optional): A transform drawing one sample's
-            mask into the data samples (SimMIM's pipeline mask).
+        mask_generator (dict, optional): A ``SimMIMMaskGenerator`` config:
+            its masks are drawn into the data samples on the device inside
+            every timed step (:class:`~.models.BlockMaskDraw`).
         compile_options (dict, optional): Compile the model's encoder blocks
             and heads with these ``torch.compile`` options
             (``noisemim.utils.compile``); None runs it eagerly.
@@ -103,7 +106,7 @@ class StepRunner:
     def __init__(self, spec: WorkerSpec) -> None:
         from mmengine.logging import MMLogger
         from mmengine.optim import build_optim_wrapper
-        from mmpretrain.registry import MODELS, TRANSFORMS
+        from mmpretrain.registry import MODELS
 
         import noisemim  # noqa: F401  (registers noisemim's modules)
         from . import models  # noqa: F401  (registers the baseline ViT)
@@ -126,22 +129,26 @@ class StepRunner:
         self.images = torch.randint(
             0, 256, (spec.batch_size, 3, spec.img_size, spec.img_size),
             generator=g, dtype=torch.uint8)
-        self.mask_generator = (TRANSFORMS.build(spec.mask_generator)
-                               if spec.mask_generator else None)
+        self.mask_draw = (block_mask_draw(spec.mask_generator)
+                          if spec.mask_generator else None)
         self.cpu_seconds = []
         self.page_faults = []
         if self.device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(self.device)
 
     def _batch(self) -> dict:
-        """The batch, with a fresh pipeline mask where the model needs one."""
+        """The batch as the data loader hands it over (images, samples)."""
         from mmpretrain.structures import DataSample
         samples = [DataSample() for _ in range(self.spec.batch_size)]
-        if self.mask_generator is not None:
-            for sample in samples:
-                mask = self.mask_generator(dict())['mask']
-                sample.set_field(torch.from_numpy(mask), 'mask')
         return dict(inputs=self.images, data_samples=samples)
+
+    def _draw_masks(self, data: dict) -> None:
+        """The SimMIM-style mask of every sample, drawn on the step's device
+        (inside the timed step, as NoiseMIM's and MAE's masks are)."""
+        if self.mask_draw is not None:
+            masks = self.mask_draw(self.spec.batch_size, self.device)
+            for sample, mask in zip(data['data_samples'], masks):
+                sample.set_field(mask, 'mask')
 
     def _sync(self) -> None:
         if self.device.type == 'cuda':
@@ -160,6 +167,7 @@ class StepRunner:
         faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         cpu = time.process_time()
         start = time.perf_counter()
+        self._draw_masks(data)
         self.model.train_step(data, self.optim_wrapper)
         self._sync()
         wall = time.perf_counter() - start

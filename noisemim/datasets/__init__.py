@@ -1,3 +1,6 @@
+from .device_decode import (DeviceDecodeDataPreprocessor, LoadImageBytes,
+                            PackEncodedInputs, RandomFlipFlag,
+                            RandomResizedCropParams)
 from .embedded_photos import EmbeddedPhotos
 from .inaturalist import INaturalist
 from .nabirds import NABirds
@@ -5,6 +8,8 @@ from .skip_bad_samples import (BadSampleError, SkipBadSamples,
                                TooManyBadSamplesError)
 
 __all__ = [
-    'BadSampleError', 'EmbeddedPhotos', 'INaturalist', 'NABirds',
+    'BadSampleError', 'DeviceDecodeDataPreprocessor', 'LoadImageBytes',
+    'PackEncodedInputs', 'RandomFlipFlag', 'RandomResizedCropParams',
+    'EmbeddedPhotos', 'INaturalist', 'NABirds',
     'SkipBadSamples', 'TooManyBadSamplesError'
 ]
