@@ -17,7 +17,7 @@ from torch import nn
 from conftest import tiny_backbone, tiny_noisemim
 from noisemim.models.block_masking import (BlockwiseMaskSampler,
                                            mask_only_corruption)
-from noisemim.models.morphing import morph_average
+from noisemim.models.morphing import DynamicTokenMorphing, morph_average
 from noisemim.models.teachers import save_random_teacher
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -364,6 +364,46 @@ def test_configs_follow_the_paper():
     assert combo.model.type == 'NoiseMIMDTM'
     assert combo.model.mim_head.out_channels == 512
     assert combo.model.disruption.loss_weight == 0.1  # NoiseMIM's, unchanged
+
+
+DTM_CONFIGS = [
+    'dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py',
+    'noisemim-dtm_vit-base-p16_8xb512-amp-coslr-400e_in1k.py',
+    'dtm_vit-tiny_demo.py', 'noisemim-dtm_vit-tiny_demo.py'
+]
+
+
+def first_patch_unmerged(morphing: DynamicTokenMorphing, tokens: int) -> bool:
+    """Morph tokens whose first patch has a perfect partner (the second)."""
+    x = torch.randn(2, tokens, 8, generator=torch.Generator().manual_seed(0))
+    x[:, 1] = 2 * x[:, 0]
+    alone = F.one_hot(torch.zeros(2, dtype=torch.long), tokens).float()
+    draws = [d for seed in range(3)
+             for d in morphing.draw(torch.Generator().manual_seed(seed))]
+    sources = [s for s in morphing(x, draws) if s.shape[1] < tokens]
+    assert sources, 'no draw merged anything'
+    return all(torch.equal(s[:, 0], alone) for s in sources)
+
+
+@pytest.mark.parametrize('config', DTM_CONFIGS)
+def test_configs_never_merge_the_first_patch(config):
+    # The official code's ToMe class_token=True on patch tokens.
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/pretrain', config))
+    morphing = DynamicTokenMorphing(**cfg.model.get('morphing', {}))
+    assert morphing.protect_first
+    assert first_patch_unmerged(morphing, 64)
+
+
+def test_the_module_defaults_never_merge_the_first_patch(
+        build_model, teacher_file):
+    dtm = build_model(tiny_dtm(teacher_file, morphing=None))
+    combo = build_model(noisemim_dtm(teacher_file, morphing=None))
+    for morphing in (DynamicTokenMorphing(), dtm.morphing, combo.morphing):
+        assert morphing.protect_first and not morphing.per_rank_draws
+        assert first_patch_unmerged(morphing, 196)
+    plain = DynamicTokenMorphing(num_merge_range=(60, 60), iters_range=(1, 1),
+                                 protect_first=False)
+    assert not first_patch_unmerged(plain, 196)  # plain ToMe merges it
 
 
 def test_demo_pretraining_loss_falls(tmp_path):

@@ -15,7 +15,7 @@ def _tokens(B=3, N=24, C=8, seed=0):
     return torch.randn(B, N, C, generator=torch.Generator().manual_seed(seed))
 
 
-def reference_groups(tokens, r, iters, protect_first=False):
+def reference_groups(tokens, r, iters, protect_first=True):
     """ToMe's bipartite soft matching written out per sample on lists of
     token indices: alternate split, cosine similarity of the groups' mean
     tokens, the ``r`` best-matched groups of A join their partner in B."""
@@ -81,11 +81,32 @@ def test_matches_tome_matching_written_out(r, iters, protect_first):
 
 
 def test_similar_tokens_are_merged_first():
-    # Token 1 (in B) is a scaled copy of token 0 (in A); the rest is noise.
+    # Token 3 (in B) is a scaled copy of token 2 (in A); the rest is noise.
     tokens = _tokens(B=1, N=8, C=16, seed=2)
-    tokens[0, 1] = 3 * tokens[0, 0]  # cosine similarity 1 to token 0
+    tokens[0, 3] = 3 * tokens[0, 2]  # cosine similarity 1 to token 2
     S = morph(tokens, r=1, iters=1)
-    assert frozenset({0, 1}) in groups_of(S[0])
+    assert frozenset({2, 3}) in groups_of(S[0])
+    # Plain ToMe merges the first token too; by default it is protected.
+    tokens[0, 1] = 3 * tokens[0, 0]
+    plain = groups_of(morph(tokens, r=2, iters=1, protect_first=False)[0])
+    assert {frozenset({0, 1}), frozenset({2, 3})} <= plain
+    protected = groups_of(morph(tokens, r=2, iters=1)[0])
+    assert {frozenset({0}), frozenset({2, 3})} <= protected
+
+
+def test_the_first_patch_is_never_merged_by_default():
+    # As the official DTM code (ToMe's class_token=True on patch tokens).
+    tokens = _tokens(B=4, N=24, seed=5)
+    tokens[:, 1] = 2 * tokens[:, 0]  # token 0's best match is token 1
+    dtm = DynamicTokenMorphing(num_merge_range=(23, 23), iters_range=(3, 3))
+    assert dtm.protect_first
+    for S in dtm(tokens) + [morph(tokens, 100, 5)]:
+        assert torch.equal(S[:, 0], F.one_hot(torch.zeros(4, dtype=torch.long),
+                                              24).float())  # group 0 = {0}
+        assert S.shape[1] < 24
+    plain = DynamicTokenMorphing(num_merge_range=(23, 23), iters_range=(3, 3),
+                                 protect_first=False)(tokens)
+    assert all((S[:, :, 0] * S[:, :, 1]).sum() == 4 for S in plain)
 
 
 def test_zero_merges_give_the_identity():
@@ -115,18 +136,23 @@ def test_group_averages_equal_a_direct_computation():
 
 
 def test_merges_per_iteration_are_capped_at_half_the_remaining_groups():
-    assert merge_counts(196, 1000, 5) == [98, 49, 24, 12, 6]
-    assert merge_counts(196, 1000, 3, protect_first=True) == [97, 49, 24]
-    assert merge_counts(196, 14, 14) == [14] * 13 + [7]  # 14 left: cap 7
-    assert merge_counts(5, 3, 4) == [2, 1, 1]
-    assert merge_counts(1, 3, 4) == []
+    plain = dict(protect_first=False)
+    assert merge_counts(196, 1000, 5, **plain) == [98, 49, 24, 12, 6]
+    assert merge_counts(196, 1000, 3) == [97, 49, 24]  # token 0 protected
+    assert merge_counts(196, 14, 14, **plain) == [14] * 13 + [7]  # cap 7
+    assert merge_counts(196, 14, 14) == [14] * 12 + [13, 7]  # 27 // 2, ...
+    assert merge_counts(5, 3, 4, **plain) == [2, 1, 1]
+    assert merge_counts(1, 3, 4, **plain) == []
     tokens = _tokens(B=2, N=40)
-    remaining = 40
-    for k, merged in enumerate(merge_counts(40, 1000, 6), start=1):
-        assert merged <= remaining // 2
-        remaining -= merged
-        assert morph(tokens, 1000, k).shape[1] == remaining
-    assert remaining == 1
+    for protect_first, left in ((False, 1), (True, 2)):
+        remaining = 40
+        for k, merged in enumerate(merge_counts(40, 1000, 6, protect_first),
+                                   start=1):
+            assert merged <= (remaining - protect_first) // 2
+            remaining -= merged
+            assert morph(tokens, 1000, k,
+                         protect_first).shape[1] == remaining
+        assert remaining == left
 
 
 def test_scheduler_draws_in_range_with_the_official_merge_rate():
@@ -156,11 +182,12 @@ def test_scheduler_returns_one_source_per_draw():
 
 
 @pytest.fixture
-def runner_hub():
-    """A MessageHub like a Runner's during training; a blank one after."""
-    hub = MessageHub.get_instance('test_morphing_runner')
+def runner_hub(request):
+    """A MessageHub like a Runner's during training; a blank one after.
+    (A new name each time: only a new instance becomes the current one.)"""
+    hub = MessageHub.get_instance(f'runner_{request.node.name}')
     yield hub
-    MessageHub.get_instance('test_morphing_after')
+    MessageHub.get_instance(f'after_{request.node.name}')
 
 
 def test_draws_are_seeded_from_the_runner_step(runner_hub):
@@ -175,6 +202,22 @@ def test_draws_are_seeded_from_the_runner_step(runner_hub):
         runner_hub.update_info('iter', it)
         steps.append(dtm.draw())
     assert any(s != first for s in steps)
+
+
+def test_draws_are_shared_by_the_ranks_or_their_own(runner_hub):
+    runner_hub.update_info('seed', 7)
+    runner_hub.update_info('iter', 3)
+    shared = DynamicTokenMorphing(iters_range=(1, 1000))
+    own = DynamicTokenMorphing(iters_range=(1, 1000), per_rank_draws=True)
+    assert shared.draw(rank=0) == shared.draw(rank=1) == shared.draw()
+    # this process (no process group) is rank 0
+    assert own.draw() == own.draw(rank=0)
+    by_rank = [own.draw(rank=r) for r in range(4)]
+    assert len({tuple(d) for d in by_rank}) == 4  # each rank its own
+    assert own.draw(rank=2) == by_rank[2]  # reproducible (and on --resume)
+    runner_hub.update_info('iter', 4)
+    assert own.draw(rank=2) != by_rank[2]
+    assert 'per_rank_draws=True' in repr(own)
 
 
 @pytest.mark.parametrize('kwargs, word', [

@@ -35,7 +35,8 @@ from tqdm import tqdm
 
 import noisemim  # noqa: F401  (registers noisemim's modules)
 from noisemim.study import (FormattedOnceConfig, ProbeCurveHook, ProbeSet,
-                            analyze_cell, apply_protocol, extract_features,
+                            analyze_cell, apply_protocol, cell_loss_gradients,
+                            extract_features,
                             load_protocol, plot_analyses, plot_curves,
                             plot_summaries, probe_features, set_budget,
                             summarize, write_markdown)
@@ -224,6 +225,8 @@ def probe_run(model: torch.nn.Module,
     if analyses and protocol.analysis_images:
         images = probe_sets['val'].spread(protocol.analysis_images)
         out['analyses'] = analyze_cell(model, images)
+        out['analyses']['loss_grad'] = cell_loss_gradients(
+            model, images, seed=seed)
     return out
 
 

@@ -32,11 +32,8 @@ model = dict(
             norm_cfg=dict(type='LN', eps=1e-5),
             layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU'))),
         proj_channels=512),
-    morphing=dict(
-        num_merge_range=(0, 196),
-        iters_range=(1, 14),
-        num_draws=2,
-        protect_first=True),  # the official code's ToMe class_token=True
+    # (the first patch is never merged by default, as in the official code)
+    morphing=dict(num_merge_range=(0, 196), iters_range=(1, 14), num_draws=2),
     mask=dict(num_masking_patches=75, min_num_patches=16, min_aspect=0.3),
     init_cfg=[
         dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.),

@@ -24,9 +24,5 @@ model = dict(
             norm_cfg=dict(type='LN', eps=1e-5),
             layer_cfgs=dict(act_cfg=dict(type='mmpretrain.QuickGELU'))),
         proj_channels=512),
-    morphing=dict(
-        num_merge_range=(0, 196),
-        iters_range=(1, 14),
-        num_draws=2,
-        protect_first=True),
+    morphing=dict(num_merge_range=(0, 196), iters_range=(1, 14), num_draws=2),
     mim_loss_tokens='masked')  # NoiseMIM's L_mim covers M; 'all' as DTM

@@ -21,7 +21,14 @@ Kim, Heo and Han, "Morphing Tokens Draw Strong Masked Image Models"
 
 The draws come from a ``torch.Generator`` seeded like the corruption of
 :mod:`noisemim.models.corruption` (from the Runner's seed and iteration), so a
-step morphs the same way after ``--resume`` and on every rank.
+step morphs the same way after ``--resume``. By default every rank draws the
+same morphings (a global batch sees ``L`` schedules per step, whatever the
+number of GPUs); ``per_rank_draws=True`` mixes the rank into the seed, so each
+rank draws its own, as the official code's per-process ``random`` does.
+
+As the official code, the first patch token is never merged by default
+(``protect_first=True``: ToMe's ``class_token=True`` on patch tokens alone);
+``protect_first=False`` is plain ToMe.
 """
 import math
 import time
@@ -30,9 +37,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
+from mmengine.dist import get_dist_info
 from torch import Tensor
 
-from .corruption import step_seed
+from .sample_rng import mix32, step_seed
 
 # Mixed into ``step_seed()`` so the morphing draws are not the corruption's.
 MORPHING_SEED_SALT = 0x5EED_D7A1
@@ -41,7 +49,7 @@ MORPHING_SEED_SALT = 0x5EED_D7A1
 def merge_counts(num_tokens: int,
                  r: int,
                  iters: int,
-                 protect_first: bool = False) -> List[int]:
+                 protect_first: bool = True) -> List[int]:
     """How many groups each matching iteration merges.
 
     Every iteration merges ``min(r, (groups - protected) // 2)`` groups: at
@@ -51,7 +59,8 @@ def merge_counts(num_tokens: int,
         num_tokens (int): The tokens ``N`` before morphing.
         r (int): The merges asked for per iteration.
         iters (int): The number of matching iterations.
-        protect_first (bool): The first token is never merged.
+        protect_first (bool): The first token is never merged. Defaults to
+            True (as the official DTM code).
 
     Returns:
         List[int]: The merges of each iteration that merges anything.
@@ -68,7 +77,7 @@ def merge_counts(num_tokens: int,
 
 def bipartite_soft_matching(metric: Tensor,
                             r: int,
-                            protect_first: bool = False
+                            protect_first: bool = True
                             ) -> Tuple[Tensor, Tensor, Tensor]:
     """One iteration of ToMe's matching: which ``A`` groups merge where.
 
@@ -78,6 +87,7 @@ def bipartite_soft_matching(metric: Tensor,
         r (int): Groups of ``A`` to merge, at most ``|A|`` (minus the
             protected one).
         protect_first (bool): Group 0 never merges (ToMe's ``class_token``).
+            Defaults to True (as the official DTM code).
 
     Returns:
         Tuple[Tensor, Tensor, Tensor]: ``(B, |A| - r)`` indices into ``A`` of
@@ -143,7 +153,7 @@ def _new_group_index(num_groups: int, kept: Tensor, merged: Tensor,
 def morph(tokens: Tensor,
           r: int,
           iters: int,
-          protect_first: bool = False) -> Tensor:
+          protect_first: bool = True) -> Tensor:
     """Morph tokens: the source matrix of ``iters`` rounds of ToMe matching.
 
     Args:
@@ -153,7 +163,8 @@ def morph(tokens: Tensor,
         iters (int): Matching iterations.
         protect_first (bool): Token 0 is never merged. The official DTM code
             passes ToMe's ``class_token=True`` on patch tokens alone, which
-            does this to the first patch. Defaults to False.
+            does this to the first patch. Defaults to True; False is plain
+            ToMe.
 
     Returns:
         Tensor: ``(B, G, N)`` source matrix in ``tokens``' dtype, ``S[b, g,
@@ -235,14 +246,20 @@ class DynamicTokenMorphing:
         iters_range (Sequence[int]): ``iters ~ U{min..max}``, ``min >= 1``.
             Defaults to ``(1, 14)``.
         num_draws (int): ``L``, the morphings (losses) per step. Defaults to 2.
-        protect_first (bool): See :func:`morph`. Defaults to False.
+        protect_first (bool): See :func:`morph`. Defaults to True (the
+            official code); False is plain ToMe.
+        per_rank_draws (bool): Each rank draws its own morphings (the
+            official code's per-process draws); else all ranks share them,
+            and a global batch sees ``num_draws`` schedules per step.
+            Defaults to False.
     """
 
     def __init__(self,
                  num_merge_range: Sequence[int] = (0, 196),
                  iters_range: Sequence[int] = (1, 14),
                  num_draws: int = 2,
-                 protect_first: bool = False) -> None:
+                 protect_first: bool = True,
+                 per_rank_draws: bool = False) -> None:
         self.num_merge_range = _check_range('num_merge_range',
                                             num_merge_range, 0)
         self.iters_range = _check_range('iters_range', iters_range, 1)
@@ -251,6 +268,7 @@ class DynamicTokenMorphing:
                              f'{num_draws!r}')
         self.num_draws = num_draws
         self.protect_first = bool(protect_first)
+        self.per_rank_draws = bool(per_rank_draws)
 
     def merge_rate(self, num_merge: int, iters: int) -> int:
         """``r = ceil(num_merge / iters)``, or the floor where ``r * iters``
@@ -268,20 +286,39 @@ class DynamicTokenMorphing:
             r = num_merge // iters
         return r
 
+    def draw_seed(self, rank: Optional[int] = None) -> int:
+        """The seed of this step's draws (see the module docstring).
+
+        Args:
+            rank (int, optional): The process's rank, used with
+                ``per_rank_draws``. Defaults to mmengine's ``get_dist_info``.
+
+        Returns:
+            int: ``step_seed()`` salted, with the rank mixed in under
+            ``per_rank_draws``.
+        """
+        seed = step_seed() ^ MORPHING_SEED_SALT
+        if self.per_rank_draws:
+            rank = get_dist_info()[0] if rank is None else int(rank)
+            # (in the low 32 bits: the CPU generator keeps only those)
+            seed ^= mix32(rank & 0xFFFFFFFF)
+        return seed
+
     def draw(self,
-             generator: Optional[torch.Generator] = None) -> List[MorphingDraw]:
+             generator: Optional[torch.Generator] = None,
+             rank: Optional[int] = None) -> List[MorphingDraw]:
         """Draw this step's ``L`` morphings.
 
         Args:
-            generator (torch.Generator, optional): By default one seeded from
-                the Runner's seed and iteration (see the module docstring).
+            generator (torch.Generator, optional): By default one seeded by
+                :meth:`draw_seed` (the Runner's seed and iteration).
+            rank (int, optional): See :meth:`draw_seed`.
 
         Returns:
             List[MorphingDraw]: ``num_draws`` draws.
         """
         if generator is None:
-            generator = torch.Generator().manual_seed(
-                step_seed() ^ MORPHING_SEED_SALT)
+            generator = torch.Generator().manual_seed(self.draw_seed(rank))
         (m_lo, m_hi), (k_lo, k_hi) = self.num_merge_range, self.iters_range
         shape = (self.num_draws, )
         num_merge = torch.randint(m_lo, m_hi + 1, shape, generator=generator)
@@ -315,7 +352,8 @@ class DynamicTokenMorphing:
         return (f'{type(self).__name__}(num_merge_range='
                 f'{self.num_merge_range}, iters_range={self.iters_range}, '
                 f'num_draws={self.num_draws}, '
-                f'protect_first={self.protect_first})')
+                f'protect_first={self.protect_first}, '
+                f'per_rank_draws={self.per_rank_draws})')
 
 
 def benchmark_morphing(batch_size: int = 64,

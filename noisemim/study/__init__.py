@@ -4,7 +4,7 @@ probes, per-cell analyses and reports.
 Used by ``tools/study.py``. Importing it registers the study's probe
 datasets (``PhotoCrops``, ``SklearnDigits``) in mmpretrain's ``DATASETS``.
 """
-from .analyses import analyze_cell
+from .analyses import analyze_cell, cell_loss_gradients
 from .budget import set_budget
 from .curve import ProbeCurveHook
 from .digits import SklearnDigits
@@ -17,7 +17,7 @@ from .report import (CellSummary, beats, plot_analyses, plot_curves,
                      plot_summaries, summarize, write_markdown)
 
 __all__ = [
-    'analyze_cell', 'set_budget', 'ProbeCurveHook', 'SklearnDigits', 'FormattedOnceConfig',
+    'analyze_cell', 'cell_loss_gradients', 'set_budget', 'ProbeCurveHook', 'SklearnDigits', 'FormattedOnceConfig',
     'PhotoCrops', 'default_photos', 'ProbeResult', 'ProbeSet', 'encode',
     'extract_features', 'probe_features', 'apply_protocol', 'load_protocol',
     'CellSummary', 'beats', 'plot_analyses', 'plot_curves', 'plot_summaries', 'summarize',

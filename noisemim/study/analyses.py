@@ -1,13 +1,16 @@
 """Paper A's analyses of one trained cell: attention-head diversity (KL
 between heads, per block; the paper's Figure 2) and the feature spectrum
 (relative log amplitude per block), measured with ``noisemim.analysis``;
-and a health check, the scale (RMS) of the residual stream per block."""
-from typing import Dict, List
+a health check, the scale (RMS) of the residual stream per block; and the
+gradient norm each loss term sends into each block (on corrupted inputs, as
+in pre-training)."""
+from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
 
 from ..analysis.head_diversity import HeadDiversity, per_head_kl
+from ..analysis.loss_gradients import measure_loss_gradients
 from ..analysis.probes import probe_encoder
 from ..analysis.spectrum import SpectrumMeter, tokens_to_feature_map
 from .probe import normalize
@@ -64,3 +67,24 @@ def analyze_cell(model: nn.Module,
             str(b): rms
             for b, rms in enumerate((square_sums / count).sqrt().tolist())
         })
+
+
+def cell_loss_gradients(model: nn.Module,
+                        images: Tensor,
+                        batch_size: int = 16,
+                        seed: Optional[int] = 0) -> Dict[str, Dict[str, float]]:
+    """The gradient norm of each loss term per block, on ``images``.
+
+    Args:
+        model (nn.Module): A pre-training model with a ViT ``backbone``.
+        images (Tensor): ``(n, 3, H, W)`` ``uint8`` images.
+        batch_size (int): Images per loss evaluation (the study's training
+            batch). Defaults to 16.
+        seed (int, optional): See :func:`measure_loss_gradients`.
+
+    Returns:
+        dict: term (and ``total``) -> ``embed``, ``block<i>``, ``norm``,
+        ``rest`` -> mean gradient norm over the batches.
+    """
+    batches = (normalize(model, b) for b in images.split(batch_size))
+    return measure_loss_gradients(model, batches, seed=seed)

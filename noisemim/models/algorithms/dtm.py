@@ -74,7 +74,8 @@ class DTM(BaseSelfSupervisor):
         teacher (dict): A frozen teacher config (:class:`ViTTeacher` or
             :class:`TimmTeacher`) with a local ``checkpoint``.
         morphing (dict): :class:`DynamicTokenMorphing` arguments. Defaults to
-            DTM's (``num_merge ~ U{0..196}``, ``iters ~ U{1..14}``, ``L=2``).
+            DTM's (``num_merge ~ U{0..196}``, ``iters ~ U{1..14}``, ``L=2``,
+            the first patch never merged).
         mask (dict): :class:`BlockwiseMaskSampler` arguments. Defaults to 75
             patches in blocks of at least 16.
         data_preprocessor (dict, optional): Defaults to

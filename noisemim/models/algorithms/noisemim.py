@@ -97,6 +97,11 @@ class NoiseMIM(BaseSelfSupervisor):
         self._check_width('mim_head', self.mim_head, pixels)
 
         self.noisy = vit.corruption_sampler.noise_ratio > 0
+        # mask_ratio=0: no masked token, no MIM task (denoising only).
+        self.masking = vit.corruption_sampler.mask_ratio > 0
+        if not (self.masking or self.noisy):
+            raise ValueError('mask_ratio=0 and noise_ratio=0 leave nothing '
+                             'to restore; set one of them above 0')
         self.denoise_head = None
         if self.noisy:
             if denoise_head is None:
@@ -108,6 +113,11 @@ class NoiseMIM(BaseSelfSupervisor):
 
         self.disruption = None
         if self.noisy and disruption is not None:
+            if not self.masking:
+                raise ValueError(
+                    'mask_ratio=0 leaves no masked token for the disruption '
+                    'loss to keep apart from the noised ones; set '
+                    'disruption=None')
             self.disruption = MODELS.build(disruption)
             layers = self.disruption.layers
             if layers is None:
@@ -180,14 +190,16 @@ class NoiseMIM(BaseSelfSupervisor):
             data_samples (List[DataSample]): Unused.
 
         Returns:
-            Dict[str, Tensor]: ``loss_mim``, and with noise ``loss_denoise``
-            and (unless the disentanglement is hard or off)
-            ``loss_disruption``.
+            Dict[str, Tensor]: ``loss_mim`` (unless ``mask_ratio=0``), and
+            with noise ``loss_denoise`` and (unless the disentanglement is
+            hard or off) ``loss_disruption``.
         """
         corruption, out = self.corrupted_forward(inputs)
         patches = patchify(inputs, self.backbone.patch_size).float()
         pixels = normalize_patches(patches) if self.norm_pix else patches
-        losses = dict(loss_mim=self.mim_loss(inputs, pixels, corruption, out))
+        losses = {}
+        if self.masking:
+            losses['loss_mim'] = self.mim_loss(inputs, pixels, corruption, out)
         if not self.noisy:
             return losses
 

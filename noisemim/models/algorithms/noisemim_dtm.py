@@ -30,6 +30,7 @@ class NoiseMIMDTM(NoiseMIM):
             the teacher's.
         teacher (dict): A frozen teacher config with a local ``checkpoint``.
         morphing (dict, optional): :class:`DynamicTokenMorphing` arguments.
+            Defaults to DTM's, as in :class:`DTM`.
         mim_loss_tokens (str): ``'masked'``: the loss covers the masked
             tokens ``M``, as NoiseMIM's ``L_mim`` does (the group averages
             still take in every member); ``'all'``: all tokens, as DTM does.

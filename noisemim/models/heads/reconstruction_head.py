@@ -18,6 +18,8 @@ class TokenRegressionHead(BaseModule):
         out_channels (int): Target width (``patch_size**2 * 3`` for pixels).
         loss (dict): The loss, by default mmpretrain's
             ``PixelReconstructionLoss`` with L2.
+        loss_weight (float): Multiplies the loss (its share of the total).
+            Defaults to 1.0.
         init_cfg (dict, optional): Initialisation config.
     """
 
@@ -26,10 +28,15 @@ class TokenRegressionHead(BaseModule):
                  out_channels: int,
                  loss: dict = dict(
                      type='PixelReconstructionLoss', criterion='L2'),
+                 loss_weight: float = 1.0,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        if not (isinstance(loss_weight, (int, float)) and loss_weight >= 0):
+            raise ValueError('loss_weight must be a number >= 0, got '
+                             f'{loss_weight!r}')
         self.predictor = nn.Linear(in_channels, out_channels)
         self.loss_module = MODELS.build(loss)
+        self.loss_weight = float(loss_weight)
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Predict ``(B, n, out_channels)`` from ``(B, n, in_channels)``."""
@@ -47,9 +54,11 @@ class TokenRegressionHead(BaseModule):
             mask (Tensor, optional): ``(B, n)``; 1 where the loss applies.
 
         Returns:
-            Tensor: Mean over channels, then over the tokens of ``mask``.
+            Tensor: ``loss_weight`` times the mean over channels, then over
+            the tokens of ``mask``.
         """
         pred = self(tokens).float()
         if mask is not None:
             mask = mask.float()
-        return self.loss_module(pred, target.float(), mask)
+        loss = self.loss_module(pred, target.float(), mask)
+        return loss if self.loss_weight == 1 else self.loss_weight * loss

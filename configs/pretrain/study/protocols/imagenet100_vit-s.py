@@ -18,7 +18,9 @@ principle_cells = [
     'imagenet100/conjunctive_encoder_feature_l2_nodisruption',
     'imagenet100/conjunctive_encoder_feature_l2_hard',
     'imagenet100/conjunctive_encoder_pixel',
-    'imagenet100/conjunctive_encoder_feature_l0'
+    'imagenet100/conjunctive_encoder_feature_l0',
+    'imagenet100/conjunctive_encoder_feature_l2_target_feature',
+    'imagenet100/conjunctive_encoder_feature_l2_target_noise'
 ]
 # 200 epochs x 126,689 images / batch 256.
 iters = 99000
