@@ -167,6 +167,10 @@ def load_config(args: argparse.Namespace) -> Config:
         Config: The run's config.
     """
     cfg = Config.fromfile(args.config)
+    # a `noisemim::` base's collate_fn carries mmengine's _scope_ tag, which
+    # mmengine 0.10.7 would pass to the function (noisemim/registry.py)
+    from ..registry import untag_collate_fns
+    untag_collate_fns(cfg)
     if args.cfg_options is not None:
         original = Config.fromfile(args.config)
         cfg.merge_from_dict(args.cfg_options)
