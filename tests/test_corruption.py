@@ -1,13 +1,17 @@
+import hashlib
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 from mmengine.logging import MessageHub
 
+from noisemim.models import sample_rng
 from noisemim.models.corruption import (SAMPLES_PER_ITER_KEY, SHARED_SEED_KEY,
                                         CorruptionSampler, SampleRandom,
                                         add_noise, cosine_alpha_bar, mix32)
+from noisemim.models.sample_rng import from_lanes, mix32_lanes
 
 
 def sampler(**kw):
@@ -237,3 +241,151 @@ def test_runner_keys_follow_the_sample_stream_across_accumulation_splits():
         assert not torch.equal(draw(4, 8).eps, whole.eps)
     finally:  # later tests in this process see no Runner's iteration
         MessageHub.get_instance('test_corruption_keys_done')
+
+
+
+# The numbers must not change (resumes and the study depend on them) -------
+def digest(t):
+    return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+# sha256 prefixes of bits (int64) and uniforms (float32) computed by the
+# first version of the draws (int64 lanes, commit b2483d8), before the
+# per-element work moved to 32-bit lanes. Both are exact arithmetic, so they
+# hold on any machine.
+KEYS = [  # seed, positions, stream, shape, digest(bits), digest(uniform)
+    (0, [0, 1, 2, 3, 4], 1, (7, ), '240ba59f53e1318b', '542128397aee6e6b'),
+    (1234, [5, 5 + 2**32, 5 + 2**40, 2**62], 4, (3, 5), '034589f6a912af6b',
+     'fadefafaf78b8dab'),
+    (2**63 + 5, [17, 99], 2**32 - 1, (64, ), 'e72ee8b9d858f9c3',
+     '6c6efb16e1ae488f'),
+    (-3, [0, 2**31], 0, (2, 2, 2), '043624c3ed37ae22', 'b118e7eaab1178af'),
+]
+
+
+@pytest.mark.parametrize('seed, positions, stream, shape, bits, uniform',
+                         KEYS)
+def test_the_numbers_are_those_of_the_first_version(seed, positions, stream,
+                                                    shape, bits, uniform):
+    random = SampleRandom(seed, torch.tensor(positions))
+    assert digest(random.bits(stream, *shape)) == bits
+    assert digest(random.uniform(stream, *shape)) == uniform
+
+
+def reference_key(seed, p, stream):
+    """The first version's per-sample key, on Python ints."""
+    seed %= 2**64
+    state = mix32(mix32((seed & 0xFFFFFFFF) ^ 0x9E3779B9) ^ (seed >> 32))
+    key = mix32(mix32((p & 0xFFFFFFFF) ^ state) ^ (p >> 32))
+    return mix32(key ^ stream)
+
+
+def reference_uniform(seed, positions, stream, count):
+    """The first version's uniforms: ``mix(key ^ mix(j ^ salt))``, top 23
+    bits, ``(b + 0.5) / 2**23`` (on Python ints, then float32)."""
+    rows = []
+    for p in positions:
+        key = reference_key(seed, p, stream)
+        rows.append([mix32(key ^ mix32(j ^ 0x85EBCA6B)) >> 9
+                     for j in range(count)])
+    return (torch.tensor(rows, dtype=torch.int64).float() + 0.5) * 2.**-23
+
+
+def reference_normal(u, count):
+    """The first version's Box-Muller, op for op, on ``(B, pairs, 2)``."""
+    radius = torch.sqrt(-2 * torch.log(u[..., 0]))
+    angle = (2 * math.pi) * u[..., 1]
+    z = torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)),
+                    dim=-1).view(u.shape[0], -1)
+    return z[:, :count]
+
+
+def test_the_draws_equal_a_reference_on_python_ints():
+    positions = [0, 7, 2**32 + 3, 2**45 + 11]
+    random = SampleRandom(2**40 + 9, torch.tensor(positions))
+    expected = reference_uniform(2**40 + 9, positions, 6, 2 * 13)
+    assert torch.equal(random.uniform(6, 2 * 13), expected)
+    # an odd count drops the last normal of the last pair
+    z = random.normal(6, 25)
+    assert torch.equal(z, reference_normal(expected.view(4, 13, 2), 25))
+    exact = (-2 * expected[:, 0::2].double().log()).sqrt() * torch.cos(
+        2 * math.pi * expected[:, 1::2].double())
+    torch.testing.assert_close(z[:, 0::2], exact[:, :13].float())
+
+
+def test_the_corruption_is_that_of_the_first_version():
+    # ViT-B/16 sizes: 14x14 patches, 32 px units, 38 noised patches x 768.
+    s = sampler(patch_size=16, mask_unit=32, noise_channels=768)
+    random = SampleRandom(7, torch.arange(100, 108))
+    c = s.sample(random, (14, 14))
+    expected = dict(mask='fe073b382f48f161', noised='37f48c9a1ed6da8c',
+                    masked_index='8df00da8c0146551',
+                    noised_index='5e7ddd20303e8261', t='6fee8d3cbbc7a051')
+    assert {k: digest(getattr(c, k)) for k in expected} == expected
+    u = random.uniform(4, 38 * 768 // 2, 2)
+    assert torch.equal(c.eps.flatten(1), reference_normal(u, 38 * 768))
+
+
+def test_32_bit_lanes_mix_as_the_int64_reference():
+    x = torch.cat([torch.tensor([0, 1, 2**16 - 1, 2**31 - 1, 2**31,
+                                 2**32 - 1]),
+                   torch.randint(2**32, (4096, ))])
+    assert torch.equal(from_lanes(mix32_lanes(x.to(torch.int32))), mix32(x))
+
+
+@pytest.fixture
+def compiled_draws():
+    yield sample_rng.use_compiled_draws
+    sample_rng.use_compiled_draws(None)
+
+
+def test_compiled_uniforms_are_bit_identical(compiled_draws):
+    # Exact integer arithmetic: inductor's kernel must give eager's bits
+    # (a real compile, ~10 s cold; the Box-Muller step is left eager here).
+    random = SampleRandom(5, torch.arange(16))
+    eager = random.uniform(4, 101)
+    compiled_draws(True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        u = random.uniform(4, 101)
+    messages = [str(w.message) for w in caught if 'is off' in str(w.message)]
+    assert torch.equal(u, eager)
+    assert not any('differs' in m for m in messages), messages
+    if messages:
+        pytest.skip(messages[0])  # e.g. no C++ compiler for inductor here
+    assert ('uniforms', 'cpu', (16, ), 4, (1, 101)) in sample_rng._checked
+
+
+def test_a_compiled_kernel_that_differs_stays_eager(compiled_draws,
+                                                    monkeypatch):
+    # e.g. a compiled log/cos that rounds apart from eager's: the first call
+    # of each shape is checked, and the numbers never change.
+    random = SampleRandom(5, torch.arange(4))
+    eager = random.normal(2, 9)
+
+    def off_by_an_ulp(fn, **kwargs):
+        return lambda *args: torch.nextafter(fn(*args), torch.tensor(9.))
+
+    monkeypatch.setattr(torch, 'compile', off_by_an_ulp)
+    monkeypatch.setattr(sample_rng, '_compiled', {})
+    compiled_draws(True)
+    with pytest.warns(UserWarning, match='compiled uniforms differs'):
+        assert torch.equal(random.normal(2, 9), eager)
+    assert sample_rng._off == {'uniforms', 'normals'}
+
+
+def test_a_failing_compiler_falls_back_to_eager(compiled_draws, monkeypatch):
+    random = SampleRandom(5, torch.arange(4))
+    eager = random.uniform(2, 9)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('no compiler')
+
+    monkeypatch.setattr(torch, 'compile', broken)
+    monkeypatch.setattr(sample_rng, '_compiled', {})
+    compiled_draws(True)
+    with pytest.warns(UserWarning, match='uniforms is off.*no compiler'):
+        assert torch.equal(random.uniform(2, 9), eager)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # eager from now on, no new warning
+        assert torch.equal(random.uniform(2, 9), eager)

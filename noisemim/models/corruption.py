@@ -10,214 +10,24 @@ tokens):
 * The noise level ``t ~ U[t_min, t_max]`` per sample sets ``alpha_bar(t)`` of a
   cosine schedule, and ``eps ~ N(0, I)`` is drawn for the tokens of ``S``.
 
-Per-sample random numbers (:class:`SampleRandom`)
--------------------------------------------------
-Each sample's corruption is a pure function of ``(seed, p)``, where ``p`` is the
-sample's position in the stream of training samples and ``seed`` the run's
-seed. Every rank draws only its own rows (``eps`` of the local batch: ~59 MB at
-ViT-B with 512 images per GPU instead of ~478 MB for the global batch of
-4096 on every rank). Inside an mmengine ``Runner``::
-
-    p = iter * samples_per_iter + row * world_size + rank
-
-where ``samples_per_iter = world_size * batch_size`` (published by
-``RandomnessHook``; mmengine counts one ``iter`` per loaded batch, also
-under gradient accumulation). mmengine's ``DefaultSampler`` and
-``InfiniteSampler`` give rank ``r`` the samples ``r, r + W, r + 2W, ...`` of one
-index stream, so ``p`` is the sample's place in that stream whatever the number
-of processes ``W``, and whatever the accumulation split: iterations ``2k`` and
-``2k + 1`` with batch ``B`` cover the positions of iteration ``k`` with batch
-``2B``. ``p`` depends on nothing but the iteration, so it is the same after
-``--resume``. (At the end of an epoch whose length is not a multiple of the
-global batch the last batch is short; ``p`` stays unique there, but the 1-vs-W
-match of those last samples holds only when the runs split the epoch alike.)
-
-Why counter-based hashing and not ``torch.Generator``: a generator's output for
-one sample depends on how many numbers were drawn before it, so a per-sample
-key needs one generator per sample (a Python loop of ~4 kernel launches per
-sample on a GPU). Here the numbers are an integer hash of
-``(seed, p, stream, element index)``, computed with ``int64`` tensor ops on
-any device with no loop, no host synchronisation and no generator state:
-
-* a 32-bit mixing function (``lowbias32`` by C. Wellons, constants
-  ``0x21f0aaad`` and ``0xd35a2d97``), a bijection of ``[0, 2**32)``; every
-  intermediate stays below ``2**63``, so no signed ``int64`` overflow happens
-  (the multiplication by the large constant is split in two 16-bit halves);
-* a per-sample key absorbs the seed, ``p`` and the stream (one stream per kind
-  of draw) one 32-bit word at a time; an element's bits are
-  ``mix(key ^ mix(j))`` for element index ``j``;
-* uniforms are the top 23 bits, ``(b + 0.5) / 2**23``, strictly inside
-  ``(0, 1)`` and exact in float32; normals come from pairs of uniforms by
-  Box-Muller (so ``|eps| < 5.8``, a cut at probability ~1e-8);
-* orders (the mask units' and the noised patches') sort the 32-bit integers
-  themselves with a stable sort, so ties cannot make a sample's draw depend on
-  the batch it is in.
-
-The integer parts (``M``, ``S``) are bit-identical on every device; ``t`` and
-``eps`` agree up to float32 rounding of ``log``/``cos`` between CPU and GPU.
-:meth:`SampleRandom.for_batch` is reusable by any per-sample draw (e.g. a
-block-wise mask): pass a ``salt`` so its numbers are not NoiseMIM's.
-
-With an explicit ``torch.Generator`` (tests, benchmarks, analysis tools) the
-seed is drawn from it and ``p`` is the row of the local batch. Outside a
-Runner the seed comes from torch's global RNG, so ``torch.manual_seed``
-reproduces it.
+Each sample's corruption is a pure function of ``(seed, p)``: the run's seed
+and the sample's position in the stream of training samples, the same on any
+number of GPUs and after ``--resume`` (see :mod:`noisemim.models.sample_rng`).
 """
 import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
-from mmengine.dist import get_dist_info
-from mmengine.logging import MessageHub
 from torch import Tensor
 
-#: ``MessageHub`` runtime info: rank 0's seed, the same on every rank.
-SHARED_SEED_KEY = 'shared_seed'
-#: ``MessageHub`` runtime info: samples loaded per iteration over all ranks.
-SAMPLES_PER_ITER_KEY = 'samples_per_iter'
+# (SampleRandom, step_seed and the MessageHub keys are also imported from
+# here by older code.)
+from .sample_rng import (SAMPLES_PER_ITER_KEY, SHARED_SEED_KEY,  # noqa: F401
+                         SampleRandom, mix32, step_seed)
 
-_MASK32 = 0xFFFFFFFF
 # Streams of NoiseMIM's draws (one per kind of number).
 STREAM_MASK, STREAM_NOISED, STREAM_T, STREAM_EPS = 1, 2, 3, 4
-
-IntLike = Union[int, Tensor]
-
-
-def _mul32(x: IntLike, c: int) -> IntLike:
-    """``(x * c) mod 2**32`` for ``0 <= x, c < 2**32`` without passing 2**63."""
-    low = x * (c & 0xFFFF)
-    high = ((x * (c >> 16)) & 0xFFFF) << 16
-    return (low + high) & _MASK32
-
-
-def mix32(x: IntLike) -> IntLike:
-    """A bijective 32-bit integer hash (``lowbias32``), for ints or int64 tensors.
-
-    Args:
-        x (int | Tensor): Values in ``[0, 2**32)`` (an ``int64`` tensor on any
-            device, or a Python int).
-
-    Returns:
-        int | Tensor: The mixed values, in ``[0, 2**32)``.
-    """
-    x = x ^ (x >> 16)
-    x = (x * 0x21F0AAAD) & _MASK32  # < 2**62
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0xD35A2D97)
-    return x ^ (x >> 15)
-
-
-class SampleRandom:
-    """Random numbers keyed per sample; see the module docstring.
-
-    Args:
-        seed (int): The run's seed (any integer; taken modulo ``2**64``).
-        positions (Tensor): ``(B,)`` int64, each sample's position ``p >= 0``
-            in the stream of samples (unique per sample of a run).
-    """
-
-    def __init__(self, seed: int, positions: Tensor) -> None:
-        if positions.dim() != 1 or positions.dtype != torch.int64:
-            raise ValueError('positions must be a 1-d int64 tensor, got '
-                             f'{tuple(positions.shape)} {positions.dtype}')
-        seed = int(seed) % 2**64
-        state = mix32(mix32((seed & _MASK32) ^ 0x9E3779B9) ^ (seed >> 32))
-        state = mix32(positions.bitwise_and(_MASK32) ^ state)
-        self.key = mix32(state ^ (positions >> 32))
-        self.device = positions.device
-
-    @property
-    def batch_size(self) -> int:
-        return self.key.shape[0]
-
-    @classmethod
-    def for_batch(cls,
-                  batch_size: int,
-                  device: Union[str, torch.device] = 'cpu',
-                  generator: Optional[torch.Generator] = None,
-                  salt: int = 0) -> 'SampleRandom':
-        """The keys of this rank's batch (see the module docstring).
-
-        Args:
-            batch_size (int): The number of samples on this rank.
-            device (str | torch.device): Where the numbers are drawn.
-            generator (torch.Generator, optional): Seed from this generator,
-                ``p`` = the row of the local batch. By default the Runner's
-                shared seed and the samples' stream positions.
-            salt (int): Mixed into the seed, so that different users of this
-                class (e.g. the block-wise mask) draw different numbers.
-
-        Returns:
-            SampleRandom: Keys for ``batch_size`` samples.
-        """
-        rows = torch.arange(batch_size, device=device, dtype=torch.int64)
-        if generator is not None:
-            seed = int(
-                torch.randint(
-                    2**62, (1, ), generator=generator,
-                    device=generator.device).item())
-            return cls(seed ^ salt, rows)
-        hub = MessageHub.get_current_instance()
-        seed = hub.get_info(SHARED_SEED_KEY, hub.get_info('seed'))
-        iteration = hub.get_info('iter')
-        if seed is None or iteration is None:  # not inside a Runner
-            seed = int(torch.randint(2**62, (1, )).item())
-            return cls(seed ^ salt, rows)
-        rank, world_size = get_dist_info()
-        per_iter = hub.get_info(SAMPLES_PER_ITER_KEY) or world_size * batch_size
-        first = int(iteration) * int(per_iter) + rank
-        return cls(int(seed) ^ salt, first + rows * world_size)
-
-    def bits(self, stream: int, *shape: int) -> Tensor:
-        """Uniform 32-bit integers.
-
-        Args:
-            stream (int): Which kind of draw, in ``[0, 2**32)``; each stream
-                gives other numbers for the same sample.
-            *shape (int): The per-sample shape.
-
-        Returns:
-            Tensor: ``(B, *shape)`` int64 in ``[0, 2**32)``.
-        """
-        if not 0 <= stream <= _MASK32:
-            raise ValueError(f'stream must be in [0, 2**32), got {stream!r}')
-        count = math.prod(shape)
-        index = torch.arange(count, device=self.device, dtype=torch.int64)
-        key = mix32(self.key ^ stream)
-        out = mix32(key.unsqueeze(1) ^ mix32(index ^ 0x85EBCA6B).unsqueeze(0))
-        return out.view(self.batch_size, *shape)
-
-    def uniform(self, stream: int, *shape: int) -> Tensor:
-        """Uniform float32 numbers in ``(0, 1)`` (23 random bits each, exact).
-
-        Args:
-            stream (int): See :meth:`bits`.
-            *shape (int): The per-sample shape.
-
-        Returns:
-            Tensor: ``(B, *shape)`` float32.
-        """
-        return ((self.bits(stream, *shape) >> 9).float() + 0.5) * 2.**-23
-
-    def normal(self, stream: int, *shape: int) -> Tensor:
-        """Standard normal float32 numbers (Box-Muller).
-
-        Args:
-            stream (int): See :meth:`bits`.
-            *shape (int): The per-sample shape.
-
-        Returns:
-            Tensor: ``(B, *shape)`` float32.
-        """
-        count = math.prod(shape)
-        pairs = (count + 1) // 2
-        u = self.uniform(stream, pairs, 2)
-        radius = torch.sqrt(-2 * torch.log(u[..., 0]))
-        angle = (2 * math.pi) * u[..., 1]
-        z = torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)),
-                        dim=-1).view(self.batch_size, 2 * pairs)
-        return z[:, :count].reshape(self.batch_size, *shape)
 
 
 def cosine_alpha_bar(t: Tensor, s: float = 0.008, clip: float = 1e-4) -> Tensor:
@@ -424,24 +234,3 @@ class CorruptionSampler:
             t=t,
             alpha_bar=cosine_alpha_bar(t),
             eps=eps)
-
-
-def step_seed() -> int:
-    """A seed for this training step, from the Runner's seed and iteration.
-
-    Returns:
-        int: a fixed mix of the run's seed (the same on every rank: the
-        ``shared_seed`` that ``RandomnessHook`` publishes, else ``seed``) and
-        ``iter`` while an mmengine Runner trains, else a draw from torch's
-        global RNG.
-    """
-    hub = MessageHub.get_current_instance()
-    # 'shared_seed' (RandomnessHook) is rank 0's seed on every rank; 'seed' is
-    # seed + rank under randomness.diff_rank_seed=True.
-    seed = hub.get_info(SHARED_SEED_KEY, hub.get_info('seed'))
-    iteration = hub.get_info('iter')
-    if seed is None or iteration is None:
-        return int(torch.randint(2**62, (1, )).item())
-    # A fixed integer mix (Python's str hashing is salted per process).
-    return (int(seed) * 6364136223846793005 +
-            int(iteration) * 1442695040888963407 + 1) % 2**62
