@@ -1,9 +1,10 @@
 """noisemim's parts for mmdet and mmseg, registered only where those exist.
 
 Pre-training needs mmpretrain, mmengine and the pure-Python part of mmcv
-(``mmcv-lite`` is enough). The detection parts (ViTDet's ``SimpleFPN`` and
-``LN2d`` in mmdet's ``MODELS``) import mmdet, which needs mmcv's compiled ops
-(``mmcv.ops``). ``import noisemim`` registers them when mmdet imports, and
+(``mmcv-lite`` is enough). The detection part (ViTDet's simple feature
+pyramid, ``NoiseMIMSimpleFPN`` in mmdet's ``MODELS``) imports mmdet, which
+needs mmcv's compiled ops (``mmcv.ops``). ``import noisemim`` registers it
+when mmdet imports, and
 stays silent when it does not; a detection or segmentation config imports
 :mod:`noisemim.detection` or :mod:`noisemim.segmentation`, which call
 :func:`require` and fail with what to install.
@@ -16,8 +17,7 @@ from typing import Dict, Optional, Tuple
 # register into its registries)
 OPTIONAL_LIBRARIES: Dict[str, Tuple[str, str, Tuple[str, ...]]] = {
     'mmdet': ('detection', 'pip install mmdet==3.3.0',
-              ('noisemim.models.necks.norm',
-               'noisemim.models.necks.simple_fpn')),
+              ('noisemim.models.necks.simple_fpn', )),
     'mmseg': ('segmentation', 'pip install mmsegmentation==1.2.2 ftfy regex',
               ()),
 }

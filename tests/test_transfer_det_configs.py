@@ -45,7 +45,7 @@ def check_config(config: str, checkpoint: str, ckpt: dict) -> None:
     assert type(backbone).__name__ == 'NoiseMIMViTDet'
     assert backbone.window_size == 14
     assert backbone.global_attn_indexes == (2, 5, 8, 11)
-    assert type(model.neck).__name__ == 'SimpleFPN'
+    assert type(model.neck).__name__ == 'NoiseMIMSimpleFPN'
     assert type(model.roi_head.mask_head.convs[0].norm).__name__ == \
         'LayerNorm2d'
     backbone.init_weights()

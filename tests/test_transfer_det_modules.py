@@ -1,4 +1,5 @@
-"""ViTDet pieces: LN2d and SimpleFPN in mmdet's registry, and the windowed
+"""ViTDet pieces: mmpretrain's LN2d built from an mmdet scope, NoiseMIMSimpleFPN
+in mmdet's registry, and the windowed
 NoiseMIM ViT (windows, padding, equivalence with global attention, position
 embeddings resized from a pre-training checkpoint with zero missing keys)."""
 import pytest
@@ -32,7 +33,11 @@ def tiny_vitdet(**overrides):
 
 
 def test_ln2d_builds_in_mmdet_and_normalises_channels(mmdet_scope):
-    _, norm = build_norm_layer(dict(type='LN2d', eps=1e-6), 8)
+    """The detection configs' norm: mmpretrain's LayerNorm2d, named with its
+    scope, as mmcv's ``build_norm_layer`` finds it from mmdet's scope."""
+    from mmpretrain.models.utils.norm import LayerNorm2d
+    name, norm = build_norm_layer(dict(type='mmpretrain.LN2d', eps=1e-6), 8)
+    assert type(norm) is LayerNorm2d and name == 'ln'
     with torch.no_grad():
         norm.weight.uniform_()
         norm.bias.uniform_()
@@ -44,9 +49,9 @@ def test_ln2d_builds_in_mmdet_and_normalises_channels(mmdet_scope):
 
 def test_simple_fpn_levels(mmdet_scope):
     neck = DET_MODELS.build(
-        dict(type='SimpleFPN', backbone_channel=64,
+        dict(type='NoiseMIMSimpleFPN', backbone_channel=64,
              in_channels=[16, 32, 64, 64], out_channels=32, num_outs=5,
-             norm_cfg=dict(type='LN2d', eps=1e-6)))
+             norm_cfg=dict(type='mmpretrain.LN2d', eps=1e-6)))
     x = torch.randn(2, 64, 6, 6)
     outs = neck((x, ))  # a backbone's output tuple
     assert [o.shape[-1] for o in outs] == [24, 12, 6, 3, 2]
@@ -59,7 +64,7 @@ def test_simple_fpn_levels(mmdet_scope):
     with pytest.raises(ValueError, match=r'\(B, 64, H, W\)'):
         neck(torch.randn(2, 32, 6, 6))
     with pytest.raises(ValueError, match=r'in_channels must be \[16, 32, 64'):
-        DET_MODELS.build(dict(type='SimpleFPN', backbone_channel=64,
+        DET_MODELS.build(dict(type='NoiseMIMSimpleFPN', backbone_channel=64,
                               in_channels=[64, 64, 64, 64], out_channels=8,
                               num_outs=5))
 

@@ -1,6 +1,6 @@
 # mmdet's runtime (default_scope='mmdet', DetLocalVisualizer, ...), plus the
 # imports that register noisemim's backbone, initializer and layer-decay
-# constructor ('noisemim') and its neck and LN2d in mmdet ('noisemim.detection',
+# constructor ('noisemim') and its neck in mmdet ('noisemim.detection',
 # which says what to install when mmdet or mmcv's compiled ops are missing).
 _base_ = 'mmdet::_base_/default_runtime.py'
 custom_imports = dict(

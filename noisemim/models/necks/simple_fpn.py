@@ -1,4 +1,5 @@
-"""ViTDet's simple feature pyramid (Li et al., 2022), registered in mmdet.
+"""ViTDet's simple feature pyramid (Li et al., 2022), registered in mmdet
+as ``NoiseMIMSimpleFPN``.
 
 Pip's mmdet 3.3.0 has no ``projects/ViTDet``; this follows its ``SimpleFPN``
 (and detectron2's ``SimpleFeaturePyramid``): the single stride-``s`` map of a
@@ -6,6 +7,10 @@ plain ViT becomes maps of strides ``s/4, s/2, s, 2s`` by two transposed
 convolutions, one, none and a max-pool; each then gets a 1x1 lateral and a
 3x3 output convolution (with a norm, no top-down path), and extra levels are
 stride-2 max-pools of the last one (Mask R-CNN's P6).
+
+The name carries the ``NoiseMIM`` prefix because mmdet's own
+``projects/ViTDet`` registers ``SimpleFPN`` in the same registry: both can be
+imported in one process.
 """
 from typing import List, Sequence, Tuple, Union
 
@@ -17,7 +22,7 @@ from torch import Tensor, nn
 
 
 @MODELS.register_module()
-class SimpleFPN(BaseModule):
+class NoiseMIMSimpleFPN(BaseModule):
     """Simple feature pyramid for a plain (non-hierarchical) backbone.
 
     Args:
@@ -28,7 +33,8 @@ class SimpleFPN(BaseModule):
         num_outs (int): Output levels, at least 4; levels after the fourth
             are max-pools of the previous one.
         conv_cfg (dict, optional): Convolution config of the convolutions.
-        norm_cfg (dict, optional): Norm config, e.g. ``dict(type='LN2d')``.
+        norm_cfg (dict, optional): Norm config, e.g. ``dict(type='mmpretrain.LN2d')``
+            (mmpretrain's ``LayerNorm2d``).
         act_cfg (dict, optional): Activation after the convolutions
             (ViTDet: none).
         init_cfg (dict | list[dict], optional): Initialisation config.
@@ -48,10 +54,10 @@ class SimpleFPN(BaseModule):
         expected = [c // 4, c // 2, c, c]
         if list(in_channels) != expected:
             raise ValueError(
-                f'SimpleFPN: in_channels must be {expected} for '
+                f'NoiseMIMSimpleFPN: in_channels must be {expected} for '
                 f'backbone_channel={c}, got {list(in_channels)}')
         if num_outs < len(expected):
-            raise ValueError(f'SimpleFPN: num_outs must be >= 4, got '
+            raise ValueError(f'NoiseMIMSimpleFPN: num_outs must be >= 4, got '
                              f'{num_outs}')
         self.backbone_channel = c
         self.in_channels = expected
@@ -92,12 +98,12 @@ class SimpleFPN(BaseModule):
         if not isinstance(inputs, Tensor):
             if len(inputs) != 1:
                 raise ValueError(
-                    'SimpleFPN takes one feature map (set the backbone to '
+                    'NoiseMIMSimpleFPN takes one feature map (set the backbone to '
                     f'output only its last block), got {len(inputs)}')
             inputs = inputs[0]
         if inputs.dim() != 4 or inputs.shape[1] != self.backbone_channel:
             raise ValueError(
-                f'SimpleFPN expects a (B, {self.backbone_channel}, H, W) '
+                f'NoiseMIMSimpleFPN expects a (B, {self.backbone_channel}, H, W) '
                 f'feature map, got shape {tuple(inputs.shape)}')
         scales = (self.fpn1, self.fpn2, self.fpn3, self.fpn4)
         outs = [

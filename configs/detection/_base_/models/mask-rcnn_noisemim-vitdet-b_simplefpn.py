@@ -7,7 +7,9 @@ _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 # A NoiseMIM pre-training checkpoint (configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py) or
 # a published backbone file (tools/model_converters/).
 pretrained = 'work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth'
-norm_cfg = dict(type='LN2d', eps=1e-6, requires_grad=True)
+# mmpretrain's LayerNorm2d (channel LayerNorm), named with its scope from
+# this mmdet config.
+norm_cfg = dict(type='mmpretrain.LN2d', eps=1e-6, requires_grad=True)
 
 model = dict(
     data_preprocessor=dict(
@@ -31,7 +33,7 @@ model = dict(
             unused_keys=['cls_token'])),
     neck=dict(
         _delete_=True,
-        type='SimpleFPN',
+        type='NoiseMIMSimpleFPN',
         backbone_channel=768,
         in_channels=[192, 384, 768, 768],
         out_channels=256,
