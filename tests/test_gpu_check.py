@@ -65,6 +65,8 @@ def test_bad_flags_are_named(capsys):
     assert "got 'models=-3'" in capsys.readouterr().err
     args = gpu_check.parse_args(['--budget', 'models=300'])
     assert args.budgets['models'] == 300 and args.budgets['train'] == 120
+    assert gpu_check.parse_args([]).parts == (
+        'attention', 'models', 'train', 'resume', 'loader')
     # The default parts fit in 8 minutes.
     assert sum(gpu_check.BUDGETS[p] for p in gpu_check.DEFAULT_PARTS) <= 480
 
@@ -248,7 +250,7 @@ def test_parts_run_in_their_own_process_within_budget(tmp_path, capsys):
     """The orchestration on CPU: the environment, one measuring part in its
     own process, and one out of its budget, reported and skipped."""
     args = ['--device', 'cpu', '--work-dir', str(tmp_path), '--batch-size',
-            '1', '--only', 'environment,attention,loader', '--budget',
+            '1', '--only', 'attention,loader', '--budget',
             'loader=0.5']
     assert gpu_check.main(args) == 1  # the loader timed out
     rows = _table(capsys.readouterr().out)

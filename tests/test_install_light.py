@@ -136,13 +136,15 @@ def test_pretraining_runs_without_compiled_ops_mmdet_and_mmseg(tmp_path):
     output = report['output']
     assert report['gpu_check'] == 0, output
     table = output[output.index('| check |'):].splitlines()
-    assert len(table) == 5, output
+    assert len(table) == 7, output
     assert table[2].startswith('| environment | ok |')
     assert 'mmcv compiled ops no, mmdet no, mmseg no' in table[2]
     assert table[3].startswith('| train 2 iters | ok |')
     assert 'trained to iteration 2' in table[3] and 'iter_2.pth' in table[3]
-    assert table[4].startswith('| resume to 4 iters | ok |')
-    assert 'resumed at iteration 2, trained to iteration 4' in table[4]
+    assert table[4].startswith('| train: idle device | ok |')  # profiled
+    assert table[5].startswith('| train: optimizer step | ok |')
+    assert table[6].startswith('| resume to 4 iters | ok |')
+    assert 'resumed at iteration 2, trained to iteration 4' in table[6]
     runs = sorted((work_dir / 'train').glob('*/vis_data/scalars.json'))
     iters = [[json.loads(x)['iter'] for x in run.read_text().splitlines()
               if '"loss"' in x] for run in runs]
@@ -153,7 +155,8 @@ def test_pretraining_runs_without_compiled_ops_mmdet_and_mmseg(tmp_path):
 def test_detection_parts_register_where_mmdet_is_installed():
     from mmdet.registry import MODELS
     assert registration.not_registered() == {}
-    assert MODELS.get('NoiseMIMSimpleFPN') is not None
+    assert MODELS.get('SimpleFPN') is not None
+    assert MODELS.get('LN2d') is not None
     registration.require('mmdet')  # mmdet and the compiled ops are here
 
 

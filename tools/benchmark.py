@@ -470,9 +470,8 @@ def render(results: dict, peak_tflops: Optional[float] = None) -> str:
         ['part of the NoiseMIM step (forward + backward)', 'share'],
         [{'part of the NoiseMIM step (forward + backward)': name,
           'share': f'{share:.2%}'} for name, share in shares.items()]))
-    noisemim = models[NOISEMIM_NAME]
-    model_rate = (batch / noisemim['median'] if 'median' in noisemim else
-                  None)
+    step = models[NOISEMIM_NAME]
+    model_rate = batch / step['median'] if 'median' in step else None
     if 'data_paths' in results:
         cpus = results.get('pipeline_cpus_per_device')
         side = ('device side (GPU)' if results['device'] == 'cuda' else

@@ -7,26 +7,26 @@ ops, mmdet or mmseg are needed: the pre-training install (mmcv-lite) is
 enough. ``tools/gpu_check.sh`` runs it on a machine without network, from a
 folder of carried wheels.
 
-Parts, each in its own process with its own time budget (a part that fails
-or runs out of time is reported and skipped), then one table:
+First the **environment** (torch, its CUDA build, the driver and whether it
+is new enough, the GPU); then the parts, each in its own process with its
+own time budget (a part that fails or runs out of time is reported and
+skipped), then one table:
 
-1. **environment**: torch, its CUDA build, the driver and whether it is new
-   enough, the GPU;
-2. **attention**: which ``scaled_dot_product_attention`` backend each kind
+1. **attention**: which ``scaled_dot_product_attention`` backend each kind
    of attention call selects (plain, mass channels, hard-disentanglement
    bias) and its forward/backward time (:mod:`noisemim.benchmark.attention`);
-3. **models**: NoiseMIM vs the SimMIM-style ViT vs MAE training steps at the
+2. **models**: NoiseMIM vs the SimMIM-style ViT vs MAE training steps at the
    training batch in bf16 (no loss scaler), images/s and MFU
    (``tools/benchmark.py``);
-4. **train**: bf16 steps of the config through ``tools/train.py`` on JPEG
+3. **train**: bf16 steps of the config through ``tools/train.py`` on JPEG
    photographs, a few of them profiled (the device's idle gaps, the host time
    between iterations, the optimizer's ops and kernel launches:
    :class:`noisemim.benchmark.step_profile.IterationProfileHook`), ending
    with a checkpoint;
-5. **resume**: ``tools/train.py --resume`` from it, for as many steps again;
-6. **loader**: the data loader's images/s with the config's CPU pipeline and
+4. **resume**: ``tools/train.py --resume`` from it, for as many steps again;
+5. **loader**: the data loader's images/s with the config's CPU pipeline and
    with the device-decode path (``noisemim/datasets/device_decode.py``);
-7. **sweep** (only with ``--only``): the largest batch that fits.
+6. **sweep** (only with ``--only``): the largest batch that fits.
 
 ``--device cpu`` runs the same parts on CPU with the tiny demo config (what
 the tests do); ``--dry-run`` prints the plan and runs nothing.
@@ -34,7 +34,7 @@ the tests do); ``--dry-run`` prints the plan and runs nothing.
 Examples::
 
     make gpu-check
-    python tools/gpu_check.py --only environment,attention,models
+    python tools/gpu_check.py --only attention,models
     python tools/gpu_check.py --budget models=300 --batch-size 256
 """
 import argparse
@@ -53,12 +53,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-PARTS = ('environment', 'attention', 'models', 'train', 'resume', 'loader',
-         'sweep')
+PARTS = ('attention', 'models', 'train', 'resume', 'loader', 'sweep')
 DEFAULT_PARTS = PARTS[:-1]
 #: Seconds per part on an H100 (the default parts: 8 minutes at most).
-BUDGETS = dict(environment=15, attention=60, models=180, train=120,
-               resume=45, loader=60, sweep=180)
+BUDGETS = dict(attention=60, models=180, train=120, resume=60, loader=60,
+               sweep=180)
 GPU_CONFIG = 'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 CPU_CONFIG = 'configs/pretrain/noisemim_vit-tiny_demo.py'
 #: Oldest NVIDIA driver per CUDA major version of torch's build (CUDA's
@@ -117,7 +116,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         'CPU: 2)')
     parser.add_argument('--iters', type=int,
                         help='training steps of train and of resume '
-                        f'(default: 12; CPU: {PROFILE_START + 2})')
+                        '(default: 12; CPU: 2)')
     parser.add_argument('--workers', type=int,
                         help='data loader workers (default: CPUs - 2, at '
                         'most 14; CPU: 0)')
@@ -255,7 +254,7 @@ class Check:
         self.config = args.config or (CPU_CONFIG if cpu else GPU_CONFIG)
         self.batch_size = args.batch_size or (2 if cpu else 512)
         self.train_batch = args.train_batch or (2 if cpu else 128)
-        self.iters = args.iters or (PROFILE_START + 2 if cpu else 12)
+        self.iters = args.iters or (2 if cpu else 12)
         self.workers = (args.workers if args.workers is not None else
                         0 if cpu else max(1, min(14,
                                                  (os.cpu_count() or 3) - 2)))
@@ -316,7 +315,7 @@ class Check:
         return command
 
     def commands(self) -> Dict[str, List[str]]:
-        """The command of every part but the environment."""
+        """The command of every part."""
         py = sys.executable
         train = [py, osp.join(ROOT, 'tools/train.py'), self.derived,
                  '--work-dir', self.train_dir]
@@ -644,25 +643,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.dry_run:
         print(f'# {check.derived}\n{check.derived_config()}')
         for part in args.parts:
-            if part != 'environment':
-                print(f'{part} (budget {args.budgets[part]:.0f} s): '
-                      f'{shlex.join(commands[part])}')
+            print(f'{part} (budget {args.budgets[part]:.0f} s): '
+                  f'{shlex.join(commands[part])}')
         return 0
     os.makedirs(check.work_dir, exist_ok=True)
-    rows: List[Dict[str, str]] = []
-    failed = False
+    start = time.perf_counter()
+    ok, details = environment(device)
+    rows = [dict(check='environment', result='ok' if ok else 'FAILED',
+                 seconds=f'{time.perf_counter() - start:.0f}',
+                 measured=details)]
+    failed = not ok
     for part in args.parts:
-        if part == 'environment':
-            start = time.perf_counter()
-            ok, details = environment(device)
-            rows.append(dict(check='environment',
-                             result='ok' if ok else 'FAILED',
-                             seconds=f'{time.perf_counter() - start:.0f}',
-                             measured=details))
-            failed |= not ok
-            continue
         if part == 'train':
             from noisemim.benchmark.pipeline import write_jpeg_photos
+            shutil.rmtree(check.train_dir, ignore_errors=True)  # a rerun
             write_jpeg_photos(check.photos, count=32,
                               size=(256, 256) if device == 'cuda' else
                               (96, 96))

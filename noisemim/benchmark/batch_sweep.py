@@ -9,10 +9,10 @@ memory limit; :class:`TrainingStep` is the real one: a full training step
 (data preprocessor, forward, loss, backward, optimizer step) of a pre-training
 config's model on random images, on any device.
 
-Command line (what ``make gpu-check`` runs)::
+Command line (``tools/gpu_check.py --only sweep`` runs it)::
 
-    python -m noisemim.benchmark.batch_sweep \\
-        --config configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py --device cuda --amp bf16
+    python -m noisemim.benchmark.batch_sweep --device cuda --amp bf16 \\
+        --config configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py
 """
 import argparse
 import gc
@@ -283,7 +283,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         description='The largest per-device batch of a pre-training config '
         "that fits: doubling until out of memory (the config's model, random "
         'images, full training steps).')
-    parser.add_argument('--config', default='configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py')
+    parser.add_argument(
+        '--config',
+        default='configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py')
     parser.add_argument('--device', default='cuda')
     parser.add_argument('--amp', choices=['none', *AMP_DTYPES], default='bf16')
     parser.add_argument('--start', type=int, default=64)

@@ -6,7 +6,7 @@ writes a summary: the device's busy share of the profiled span and its idle
 gaps (host syncs, data waits and launch overhead show up as gaps), the host
 time between iterations (the loader and the hooks), and the optimizer step's
 aten ops, kernel launches and host time. On a CPU the "device" activity is
-the top-level aten ops of the process: the same code runs, as a stand-in.
+the outermost aten ops of the process: the same code runs, as a stand-in.
 """
 import json
 import os.path as osp
@@ -36,7 +36,8 @@ def device_intervals(events: Sequence, device: str) -> List[Interval]:
     Args:
         events (Sequence): ``torch.profiler.profile().events()``.
         device (str): ``'cuda'``: kernels, copies and memsets on the GPU;
-            ``'cpu'``: the process's top-level aten ops (the stand-in).
+            ``'cpu'``: the outermost aten ops (in the forward, the backward
+            nodes and the optimizer alike; the stand-in).
 
     Returns:
         List[Interval]: One interval per activity, unsorted.
@@ -46,8 +47,17 @@ def device_intervals(events: Sequence, device: str) -> List[Interval]:
                 if _device_name(e) == 'CUDA' and not getattr(
                     e, 'is_user_annotation', False)]
     return [(e.time_range.start, e.time_range.end) for e in events
-            if _device_name(e) == 'CPU' and e.cpu_parent is None
-            and e.name.startswith('aten::')]
+            if _device_name(e) == 'CPU' and e.name.startswith('aten::')
+            and not _has_aten_ancestor(e)]
+
+
+def _has_aten_ancestor(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith('aten::'):
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 def merge_intervals(intervals: Iterable[Interval]) -> List[Interval]:
@@ -211,7 +221,7 @@ class IterationProfileHook(Hook):
         iters = len(marks)
         between = [b[0] - a[1] for a, b in zip(marks, marks[1:])]
         return dict(
-            device='cuda' if cuda else 'cpu (top-level aten ops)',
+            device='cuda' if cuda else 'cpu (aten ops as the device)',
             iterations=iters,
             iter_ms=sum(e - s for s, e in marks) / iters * 1e3,
             between_ms=(sum(between) / len(between) * 1e3
