@@ -1,7 +1,7 @@
 # scikit-image's real photographs with random crops: pre-training with no download.
 img_size = 64
 data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
+    type='NoiseMIMDataPreprocessor',  # moves only the images
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     to_rgb=True)

@@ -19,6 +19,8 @@ from noisemim.datasets.skip_bad_samples import (SKIPPED_KEY,
                                                 find_skip_bad_samples,
                                                 too_many)
 
+from .host_values import read_due
+
 #: The message hub's runtime-info key holding the run's bad-sample records.
 INFO_KEY = 'bad_samples'
 
@@ -69,6 +71,7 @@ class BadSampleCountHook(Hook):
         self.max_bad = max_bad
         self.active = False
         self.records: List[str] = []
+        self._kept: List[List[str]] = []  # per iteration not yet gathered
 
     def before_train(self, runner) -> None:
         """Find the wrappers and restore the count of a resumed run.
@@ -83,6 +86,7 @@ class BadSampleCountHook(Hook):
         # max_bad=0 wrappers skip nothing: they raise, naming the file.
         self.active = bool(limits) or self.max_bad_arg is not None
         self.records = list(runner.message_hub.get_info(INFO_KEY, None) or [])
+        self._kept = []
         if self.active and self.records:
             runner.logger.warning(
                 f'{len(self.records)} bad sample(s) were skipped before this '
@@ -94,6 +98,12 @@ class BadSampleCountHook(Hook):
                          data_batch: Any = None,
                          outputs: Optional[dict] = None) -> None:
         """Add the batch's skipped samples (all ranks) to the run's count.
+
+        With one process the records are on the host: counted at once. With
+        several, each rank keeps its records until an iteration whose logged
+        values are read anyway (:func:`~.host_values.read_due`), then one
+        all-reduce counts them and, if any, they are gathered: no host-device
+        synchronisation in the other iterations.
 
         Args:
             runner (Runner): The runner.
@@ -107,18 +117,30 @@ class BadSampleCountHook(Hook):
         if not self.active:
             return
         new = skipped_in(data_batch)
-        if get_world_size() > 1:  # one small all-reduce per iteration
-            count = torch.tensor([len(new)], dtype=torch.int64)
-            all_reduce(count)
-            if int(count.item()) == 0:
-                return
-            new = [r for part in all_gather_object(new) for r in part]
+        if get_world_size() == 1:
+            self._add(runner, runner.iter + 1, new)
+            return
+        self._kept.append(new)
+        if not read_due(runner, batch_idx):
+            return
+        kept, self._kept = self._kept, []
+        count = torch.tensor([sum(len(k) for k in kept)], dtype=torch.int64)
+        all_reduce(count)
+        if int(count.item()) == 0:
+            return
+        ranks = all_gather_object(kept)  # [rank][iteration] -> records
+        first = runner.iter + 2 - len(kept)
+        for i in range(len(kept)):
+            self._add(runner, first + i, [r for rank in ranks for r in rank[i]])
+
+    def _add(self, runner, iteration: int, new: List[str]) -> None:
+        """Count, keep and log one iteration's records; stop past max_bad."""
         if not new:
             return
         self.records += new
         runner.message_hub.update_info(INFO_KEY, list(self.records))
         runner.logger.warning(
-            f'Iteration {runner.iter + 1}: skipped {len(new)} bad sample(s) '
+            f'Iteration {iteration}: skipped {len(new)} bad sample(s) '
             f'(run total {len(self.records)}, max_bad={self.max_bad}): ' +
             '; '.join(new))
         if self.max_bad is not None and len(self.records) > self.max_bad:

@@ -3,13 +3,51 @@
 mmengine's ``RuntimeInfoHook`` calls ``.item()`` on every logged value, and a
 hook that checks the values would read each one again: one host-device
 synchronisation per value and hook. :func:`stack_scalars` puts the scalar
-values into one tensor on their device, so that one ``.cpu()`` reads them all.
+values into one tensor on their device, so that one ``.cpu()`` reads them all;
+:func:`read_due` says at which iterations the host needs them at all (the
+logger's, the checkpoints', the end of an epoch or of the run).
 """
 from numbers import Number
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
+from mmengine.hooks import CheckpointHook, LoggerHook
 from torch import Tensor
+
+
+def read_due(runner, batch_idx: int) -> bool:
+    """Whether a training iteration's logged values must be on the host now.
+
+    They are when ``LoggerHook`` logs (its ``interval``, or the end of an
+    epoch), when ``CheckpointHook`` saves after this iteration (the
+    checkpoint holds the message hub's history), and at the end of an epoch
+    or of the run. The answer is the same on every rank.
+
+    Args:
+        runner (Runner): The runner.
+        batch_idx (int): The iteration's index in the train loop (as hooks
+            get it).
+
+    Returns:
+        bool: True at those iterations.
+    """
+    if runner.iter + 1 >= runner.max_iters:
+        return True
+    try:
+        if batch_idx + 1 == len(runner.train_dataloader):
+            return True
+    except TypeError:  # a loader without a length
+        pass
+    for hook in runner.hooks:
+        if isinstance(hook, LoggerHook) and hook.every_n_inner_iters(
+                batch_idx, hook.interval):
+            return True
+        if isinstance(hook, CheckpointHook) and not hook.by_epoch and (
+                hook.every_n_train_iters(runner, hook.interval,
+                                         hook.save_begin) or
+            (hook.save_last and hook.is_last_train_iter(runner))):
+            return True
+    return False
 
 
 def _is_scalar(value) -> bool:

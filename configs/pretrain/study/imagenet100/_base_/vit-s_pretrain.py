@@ -8,7 +8,7 @@ custom_imports = dict(imports=['noisemim'], allow_failed_imports=False)
 img_size = 224
 data_root = 'data/imagenet100/'
 data_preprocessor = dict(
-    type='SelfSupDataPreprocessor',
+    type='NoiseMIMDataPreprocessor',  # moves only the images
     mean=[123.675, 116.28, 103.53],
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
@@ -43,6 +43,7 @@ optim_wrapper = dict(
     loss_scale=dict(enabled=False),
     optimizer=dict(
         type='AdamW', lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05),
+    constructor='NoiseMIMOptimWrapperConstructor',  # groups merged
     paramwise_cfg=dict(
         custom_keys={
             'ln': dict(decay_mult=0.0),
