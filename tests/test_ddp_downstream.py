@@ -18,15 +18,14 @@ import os.path as osp
 import subprocess
 import sys
 
-import skimage
 from mmengine.config import Config
-from PIL import Image
 
 import noisemim  # noqa: F401  (registers the modules)
+from noisemim.utils.tiny_data import (write_ade20k, write_class_folders,
+                                      write_coco_set)
 from test_transfer_cls import DEMO_ARCH
-from test_transfer_det_train import tiny_detection_config, write_coco_set
+from test_transfer_det_train import tiny_detection_config
 from test_transfer_seg import tiny_config as tiny_segmentation_config
-from test_transfer_seg import write_ade20k
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 WORKER = osp.join(ROOT, 'tests', 'ddp_downstream_worker.py')
@@ -37,20 +36,6 @@ CONFIGS = {
 }
 STEPS = 2
 NEGATIVE_CONTROL = 'negative_control_noisemim-vit-with-mask-token.py'
-PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg',
-          'motorcycle_left.png', 'retina.jpg', 'camera.png', 'moon.png')
-
-
-def write_image_folders(root: str, size: int = 48) -> str:
-    """scikit-image's photographs as 2 classes of an image-folder dataset
-    (mmpretrain's ``CustomDataset``: ``root/<class>/*.png``)."""
-    for i, name in enumerate(PHOTOS):
-        image = Image.open(osp.join(skimage.data.data_dir, name))
-        image = image.convert('RGB').resize((size, size), Image.BILINEAR)
-        folder = osp.join(root, f'class_{i % 2}')
-        os.makedirs(folder, exist_ok=True)
-        image.save(osp.join(folder, f'{osp.splitext(name)[0]}.png'))
-    return root
 
 
 def tiny_classification_config(config: str, out_dir: str, checkpoint: str,
@@ -99,7 +84,7 @@ def tiny_configs(tmp_path, checkpoint: str) -> list:
     """Every downstream config, shrunk, as files."""
     out = tmp_path / 'configs'
     out.mkdir()
-    images = write_image_folders(str(tmp_path / 'images'))
+    images = write_class_folders(str(tmp_path / 'images'))
     ade20k = write_ade20k(str(tmp_path / 'ADEChallengeData2016'))
     coco = str(tmp_path / 'coco')
     write_coco_set(coco, 'train', seed=0)

@@ -3,63 +3,19 @@ format, built directly and from the fine-grained configs."""
 import json
 import os.path as osp
 
-import numpy as np
 import pytest
 from mmengine.config import Config
 from mmpretrain.registry import DATASETS
-from PIL import Image
 
 from noisemim.datasets import INaturalist, NABirds
+from noisemim.utils.tiny_data import write_inat, write_nabirds
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='PackInputs')]
 
 
-def write_image(path, value: int) -> None:
-    """A 12x10 JPEG of one colour."""
-    import os
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    Image.fromarray(np.full((10, 12, 3), value, np.uint8)).save(path)
-
-
-# (image id, path under images/, class id, 1 = train)
-NABIRDS = [
-    ('0000139e-21dc-4d0c-bfe1-4cae3c85c829', '0817/0000139e21dc.jpg', 817, 1),
-    ('0000d9fc-4e02-4c06-a0af-a55cfb16b12b', '0860/0000d9fc4e02.jpg', 860, 0),
-    ('00019306-9d83-4334-b255-a447742edce3', '0900/000193069d83.jpg', 900, 1),
-    ('0001afd4-99a1-4a67-b940-d419413e23b3', '0645/0001afd499a1.jpg', 645, 1),
-    ('000332b8-997c-4540-9647-2f0a8495aecf', '0817/000332b8997c.jpg', 817, 0),
-]
-NABIRDS_CLASSES = {
-    0: 'Birds',
-    645: 'Bufflehead (Female/Eclipse)',
-    817: 'Oak Titmouse',
-    860: 'Yellow-rumped Warbler (Winter/juvenile Myrtle)',
-    900: 'Common Raven',
-}
-
-
-def make_nabirds(root) -> str:
-    """The official NABirds files (string ids, sparse class ids)."""
-    root = str(root)
-    lines = {name: [] for name in ('images', 'labels', 'split')}
-    for i, (image_id, path, class_id, train) in enumerate(NABIRDS):
-        write_image(osp.join(root, 'images', path), 40 * i)
-        lines['images'].append(f'{image_id} {path}')
-        lines['labels'].append(f'{image_id} {class_id}')
-        lines['split'].append(f'{image_id} {train}')
-    for name, key in (('images.txt', 'images'),
-                      ('image_class_labels.txt', 'labels'),
-                      ('train_test_split.txt', 'split')):
-        with open(osp.join(root, name), 'w') as f:
-            f.write('\n'.join(lines[key]) + '\n')
-    with open(osp.join(root, 'classes.txt'), 'w') as f:
-        f.write(''.join(f'{k} {v}\n' for k, v in NABIRDS_CLASSES.items()))
-    return root
-
-
 def test_nabirds_reads_the_official_files(tmp_path):
-    root = make_nabirds(tmp_path / 'nabirds')
+    root = write_nabirds(tmp_path / 'nabirds')
     train = NABirds(root, split='train', pipeline=PIPELINE)
     test = NABirds(root, split='test', pipeline=PIPELINE)
     # labels index the class ids in use (645, 817, 860, 900), in both splits
@@ -76,7 +32,7 @@ def test_nabirds_reads_the_official_files(tmp_path):
 
 
 def test_nabirds_errors_name_the_problem(tmp_path):
-    root = make_nabirds(tmp_path / 'nabirds')
+    root = write_nabirds(tmp_path / 'nabirds')
     with open(osp.join(root, 'train_test_split.txt'), 'a') as f:
         f.write('ffffffff-0000 1\n')
     with pytest.raises(ValueError, match='train_test_split.txt.*ffffffff'):
@@ -87,35 +43,9 @@ def test_nabirds_errors_name_the_problem(tmp_path):
         NABirds(root, split='val')
 
 
-def make_inat(root, year: int, split: str) -> str:
-    """An official-format ``{split}{year}.json`` with 3 categories."""
-    root = str(root)
-    folder = 'train_val_images' if year == 2017 else f'train_val{year}'
-    categories = [
-        dict(id=0, name='Anas platyrhynchos', supercategory='Aves'),
-        dict(id=1, name='Quercus agrifolia', supercategory='Plantae'),
-        dict(id=2, name='Danaus plexippus', supercategory='Insecta'),
-    ]
-    if year == 2018:  # 2018 names its folders by category id
-        categories = [dict(id=c['id'], name=str(c['id'])) for c in categories]
-    images, annotations = [], []
-    for i, category in enumerate([2, 0, 1, 2]):
-        name = f'{folder}/{categories[category]["name"]}/{split}{i}.jpg'
-        write_image(osp.join(root, name), 50 * i)
-        images.append(
-            dict(id=100 + i, file_name=name, width=12, height=10,
-                 license=1, rights_holder='x'))
-        annotations.append(dict(id=i, image_id=100 + i,
-                                category_id=category))
-    with open(osp.join(root, f'{split}{year}.json'), 'w') as f:
-        json.dump(dict(info={}, images=images, annotations=annotations,
-                       categories=categories[::-1], licenses=[]), f)
-    return root
-
-
 @pytest.mark.parametrize('year', [2017, 2018])
 def test_inaturalist_reads_the_official_json(tmp_path, year):
-    root = make_inat(tmp_path / f'inat{year}', year, 'val')
+    root = write_inat(tmp_path / f'inat{year}', year, 'val')
     dataset = INaturalist(root, split='val', year=year, pipeline=PIPELINE)
     assert len(dataset) == 4 and dataset.test_mode
     assert [d['gt_label'] for d in dataset.load_data_list()] == [2, 0, 1, 2]
@@ -127,7 +57,7 @@ def test_inaturalist_reads_the_official_json(tmp_path, year):
 
 
 def test_inaturalist_errors_name_the_problem(tmp_path):
-    root = make_inat(tmp_path, 2018, 'train')
+    root = write_inat(tmp_path, 2018, 'train')
     path = osp.join(root, 'train2018.json')
     with open(path) as f:
         data = json.load(f)
@@ -143,11 +73,11 @@ def test_inaturalist_errors_name_the_problem(tmp_path):
 
 
 @pytest.mark.parametrize('name,make,num_classes', [
-    ('nabirds', lambda root: make_nabirds(root), 555),
-    ('inat2017', lambda root: make_inat(
-        make_inat(root, 2017, 'train'), 2017, 'val'), 5089),
-    ('inat2018', lambda root: make_inat(
-        make_inat(root, 2018, 'train'), 2018, 'val'), 8142),
+    ('nabirds', lambda root: write_nabirds(root), 555),
+    ('inat2017', lambda root: write_inat(
+        write_inat(root, 2017, 'train'), 2017, 'val'), 5089),
+    ('inat2018', lambda root: write_inat(
+        write_inat(root, 2018, 'train'), 2018, 'val'), 8142),
 ])
 def test_finegrained_configs_build_their_datasets(tmp_path, name, make,
                                                   num_classes):

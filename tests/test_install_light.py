@@ -163,3 +163,48 @@ def test_detection_parts_register_where_mmdet_is_installed():
 def test_unknown_library_is_refused():
     with pytest.raises(ValueError, match="got 'mmocr'"):
         registration.require('mmocr')
+
+
+def _pins(path: str) -> dict:
+    with open(osp.join(ROOT, path)) as f:
+        lines = [x.split('#')[0].strip() for x in f]
+    return dict(x.split('==') for x in lines if '==' in x)
+
+
+def test_pretraining_lock_agrees_with_the_full_lock():
+    """``make demo``'s environment (requirements/lock-pretrain.txt) has the
+    full environment's version of every package the two share; it adds only
+    mmcv-lite (for mmcv) and setuptools (requirements/build.txt's range)."""
+    light, full = _pins('requirements/lock-pretrain.txt'), _pins(
+        'requirements/lock.txt')
+    assert light['mmcv-lite'] == full['mmcv']
+    assert 'mmcv' not in light and 'mmdet' not in light
+    assert 'mmsegmentation' not in light
+    assert set(light) - set(full) == {'mmcv-lite', 'setuptools'}
+    assert {k: v for k, v in light.items() if k in full} == {
+        k: full[k] for k in light if k in full}
+    major, minor = map(int, light['setuptools'].split('.')[:2])
+    assert (77, 0) <= (major, minor) < (81, 0)  # requirements/build.txt
+
+
+def test_the_demo_uses_a_current_full_environment_as_it_is():
+    """tools/setup_env_pretrain.sh names the full environment's Python when
+    that one is current (tools/setup_env.sh's stamp), building nothing."""
+    import hashlib
+    venv = osp.dirname(osp.dirname(sys.executable))
+    inputs = b''.join(
+        open(osp.join(ROOT, p), 'rb').read()
+        for p in ('requirements/lock.txt', 'requirements/build.txt',
+                  'tools/setup_env.sh'))
+    stamp = '.noisemim-env-' + hashlib.sha256(inputs).hexdigest()[:16]
+    if not osp.isfile(osp.join(venv, stamp)):
+        pytest.skip('the tests do not run in a current `make env` .venv')
+    env = dict(os.environ, NOISEMIM_VENV=venv,
+               NOISEMIM_PRETRAIN_VENV=osp.join(venv, 'no-such-venv'))
+    result = subprocess.run(['bash', 'tools/setup_env_pretrain.sh'], cwd=ROOT,
+                            env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == osp.join(venv, 'bin', 'python')
+    assert 'building' not in result.stderr
+    assert not osp.exists(osp.join(venv, 'no-such-venv'))

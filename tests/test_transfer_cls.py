@@ -1,21 +1,16 @@
 """Classification transfer: every config loads a NoiseMIM ViT-B checkpoint
-with no missing key, a missing key fails loudly, and a tiny CUB fine-tuning
-runs through tools/train.py and tools/test.py with the real Accuracy."""
+with no missing key, and a missing key fails loudly. (Fine-tuning, the
+linear probe and CUB run through tools/train.py and tools/test.py with the
+real Accuracy in tests/test_smoke_recipes.py.)"""
 import glob
-import os
 import os.path as osp
-import re
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmpretrain.models import VisionTransformer
 from mmpretrain.registry import MODELS
-from PIL import Image
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = sorted(
@@ -191,109 +186,3 @@ def test_strict_pretrained_must_be_the_last_init_cfg(tiny_pretrain_checkpoint):
         dict(type='TruncNormal', layer='Linear', std=0.02)]
     with pytest.raises(ValueError, match='must be the last init_cfg entry'):
         MODELS.build(cfg).init_weights()
-
-
-def write_cub(root: str, per_class: int = 2) -> str:
-    """A CUB-200-2011 tree in the official layout: 4 classes of coloured
-    64 px images, ``per_class`` train and 1 test image each."""
-    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (200, 200, 30)]
-    images, labels, split = [], [], []
-    rng = np.random.default_rng(0)
-    for c, colour in enumerate(colours):
-        folder = f'{c + 1:03d}.Class_{c + 1}'
-        os.makedirs(osp.join(root, 'images', folder))
-        for i in range(per_class + 1):
-            pixels = np.clip(rng.normal(colour, 20, (64, 64, 3)), 0, 255)
-            name = f'{folder}/img_{i}.jpg'
-            Image.fromarray(pixels.astype(np.uint8)).save(
-                osp.join(root, 'images', name))
-            n = len(images) + 1
-            images.append(f'{n} {name}')
-            labels.append(f'{n} {c + 1}')
-            split.append(f'{n} {int(i < per_class)}')
-    for name, lines in (('images.txt', images),
-                        ('image_class_labels.txt', labels),
-                        ('train_test_split.txt', split)):
-        with open(osp.join(root, name), 'w') as f:
-            f.write('\n'.join(lines) + '\n')
-    return root
-
-
-TINY_CUB_CONFIG = """
-_base_ = [{base!r}]
-model = dict(
-    backbone=dict(
-        arch=dict(_delete_=True, **{arch!r}), patch_size=8,
-        init_cfg=dict(checkpoint={checkpoint!r})),
-    head=dict(in_channels=64))
-train_dataloader = dict(
-    batch_size=4, num_workers=0, dataset=dict(data_root={root!r}))
-val_dataloader = dict(
-    batch_size=4, num_workers=0, dataset=dict(data_root={root!r}))
-test_dataloader = val_dataloader
-train_cfg = dict(max_epochs=2, val_interval=2)
-default_hooks = dict(logger=dict(interval=1))
-"""
-
-
-def run_tool(*args) -> str:
-    """Run a tool; one thread (a tiny model, and no oversubscription when
-    tests run in parallel)."""
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    run = subprocess.run([sys.executable, *args], cwd=ROOT, env=env,
-                         timeout=600, capture_output=True, text=True)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    return run.stdout + run.stderr
-
-
-def test_cub_finetuning_through_tools(tiny_pretrain_checkpoint, tmp_path):
-    """The real CUB config (224 px pipelines, RandAugment, Mixup/CutMix,
-    layer decay, CUB dataset class) with a tiny ViT from the demo
-    pre-training checkpoint: train 2 epochs, then evaluate."""
-    root = write_cub(str(tmp_path / 'CUB_200_2011'))
-    config = str(tmp_path / 'tiny_cub.py')
-    with open(config, 'w') as f:
-        f.write(TINY_CUB_CONFIG.format(
-            base=osp.join(ROOT, 'configs/classification/'
-                          'noisemim_vit-b-p16_8xb64-coslr-100e_cub.py'),
-            arch=DEMO_ARCH, checkpoint=tiny_pretrain_checkpoint, root=root))
-    work_dir = str(tmp_path / 'work')
-    # the config's own pipelines, at 64 px rather than 224 (CPU time)
-    sizes = {'train_dataloader.dataset.pipeline.1.scale': 64}
-    for loader in ('val_dataloader', 'test_dataloader'):
-        sizes[f'{loader}.dataset.pipeline.1.scale'] = 72
-        sizes[f'{loader}.dataset.pipeline.2.crop_size'] = 64
-    small = ['--cfg-options'] + [f'{k}={v}' for k, v in sizes.items()]
-    log = run_tool('tools/train.py', config, '--work-dir', work_dir, *small)
-    assert re.search(r'StrictPretrained: loaded 54 keys of '
-                     r'VisionTransformer .*; 0 missing', log)
-    assert 'kept the initialisation of downstream-only keys: ln2.weight' in log
-    assert 'layer-wise lr decay' in log
-    losses = [float(x) for x in re.findall(r' loss: ([\d.]+)', log)]
-    assert len(losses) == 4 and all(np.isfinite(losses))  # 2 x 8 / 4 iters
-
-    checkpoint = osp.join(work_dir, 'epoch_2.pth')
-    log = run_tool('tools/test.py', config, checkpoint, '--work-dir',
-                   str(tmp_path / 'test'), *small)
-    top1 = float(re.search(r'accuracy/top1: ([\d.]+)', log).group(1))
-
-    # the same number, computed here from the fine-tuned weights
-    from mmengine.runner import load_checkpoint
-    from mmpretrain.registry import DATASETS
-    cfg = Config.fromfile(config)
-    cfg.merge_from_dict(sizes)
-    cfg.model.backbone.init_cfg = None
-    model = build_from_config(cfg)
-    load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    model.eval()
-    dataset = DATASETS.build(cfg.test_dataloader.dataset)
-    batch = [dataset[i] for i in range(len(dataset))]
-    data = model.data_preprocessor(
-        dict(inputs=[b['inputs'] for b in batch],
-             data_samples=[b['data_samples'] for b in batch]))
-    with torch.no_grad():
-        scores = model(**data, mode='tensor')
-    truth = torch.tensor([int(b['data_samples'].gt_label) for b in batch])
-    expected = 100 * (scores.argmax(1) == truth).float().mean().item()
-    assert len(batch) == 4
-    assert top1 == pytest.approx(expected, abs=1e-3)

@@ -13,10 +13,8 @@ import socket
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
-import skimage
 import torch
 from mmengine.config import Config
 from mmpretrain.models.utils import resize_pos_embed
@@ -24,72 +22,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 import noisemim  # noqa: F401  (allow-lists the Runner checkpoint globals)
+from noisemim.utils.tiny_data import COCO_CLASSES as CLASSES
+from noisemim.utils.tiny_data import COCO_SIZE, PHOTOS, write_coco_set
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(
     ROOT, 'configs/detection/mask-rcnn_noisemim-vit-b_simplefpn_lsj-25e_coco.py')
-PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg',
-          'motorcycle_left.png', 'retina.jpg')
-CLASSES = ('triangle', 'square')
-SIZE = 96
-
-
-def _shape(rng: np.random.Generator, kind: str) -> np.ndarray:
-    """A random triangle or (rotated) square inside a SIZE x SIZE image."""
-    side = rng.uniform(28, 44)
-    cx, cy = rng.uniform(side / 2 + 2, SIZE - side / 2 - 2, size=2)
-    n = 3 if kind == 'triangle' else 4
-    angles = rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / n
-    return np.stack([cx + side / 2 * np.cos(angles),
-                     cy + side / 2 * np.sin(angles)], 1).astype(np.float32)
-
-
-def write_coco_set(root: str, split: str, photos=PHOTOS, seed: int = 0) -> str:
-    """Write scikit-image's photographs, each with a painted triangle and
-    square, as a COCO instance-segmentation split.
-
-    Args:
-        root (str): The data root.
-        split (str): Image folder name and annotation file suffix.
-        photos (Sequence[str]): File names in ``skimage/data``.
-        seed (int): Seed of the shapes.
-
-    Returns:
-        str: The annotation file.
-    """
-    rng = np.random.default_rng(seed)
-    os.makedirs(osp.join(root, split), exist_ok=True)
-    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
-    images, annotations = [], []
-    for image_id, name in enumerate(photos, 1):
-        photo = cv2.imread(osp.join(skimage.data.data_dir, name))
-        h, w = photo.shape[:2]
-        s = min(h, w)
-        photo = photo[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-        photo = cv2.resize(photo, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
-        for category_id, kind in enumerate(CLASSES, 1):
-            poly = _shape(rng, kind)
-            color = [int(c) for c in rng.integers(0, 256, 3)]
-            cv2.fillPoly(photo, [np.round(poly).astype(np.int32)], color)
-            x0, y0 = poly.min(0)
-            x1, y1 = poly.max(0)
-            annotations.append(
-                dict(id=len(annotations) + 1, image_id=image_id,
-                     category_id=category_id, iscrowd=0,
-                     bbox=[float(x0), float(y0), float(x1 - x0),
-                           float(y1 - y0)],
-                     area=float(cv2.contourArea(poly)),
-                     segmentation=[poly.reshape(-1).tolist()]))
-        file_name = f'{image_id:06d}.jpg'
-        cv2.imwrite(osp.join(root, split, file_name), photo)
-        images.append(dict(id=image_id, file_name=file_name, height=SIZE,
-                           width=SIZE))
-    categories = [dict(id=i, name=n) for i, n in enumerate(CLASSES, 1)]
-    ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
-    with open(ann_file, 'w') as f:
-        json.dump(dict(images=images, annotations=annotations,
-                       categories=categories), f)
-    return ann_file
+SIZE = COCO_SIZE
 
 
 def _shrink(cfg: Config, size: int) -> None:

@@ -1,62 +1,26 @@
 """Segmentation transfer (mmseg UperNet, ADE20K format): every config in
 configs/segmentation loads a NoiseMIM ViT-B checkpoint with no missing
-backbone key, and a tiny UperNet trains through tools/train.py and is
-evaluated by tools/test.py with mmseg's IoUMetric."""
+backbone key. (UperNet trains and is evaluated with mmseg's IoUMetric
+through tools/train.py in tests/test_smoke_recipes.py; :func:`tiny_config`
+is the DDP test's.)"""
 import glob
-import json
-import os
 import os.path as osp
-import subprocess
-import sys
 
-import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmpretrain.models.utils import resize_pos_embed
-from PIL import Image
 
 import noisemim  # noqa: F401  (registers the modules)
+from noisemim.utils.tiny_data import ADE20K_SIZE
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SEG_CONFIGS = sorted(glob.glob(osp.join(ROOT, 'configs/segmentation/*.py')))
 MAIN = osp.join(
     ROOT, 'configs/segmentation/'
     'upernet_noisemim-vit-b_8xb2-amp-160k_ade20k-512x512.py')
-PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg',
-          'motorcycle_left.png', 'retina.jpg')
-SIZE = 64
-
-
-def label_map(image: np.ndarray) -> np.ndarray:
-    """An ADE20K-style label map made from an image: 1 + its dominant colour
-    channel (classes 1..3), 0 (ignored: "other") where it is dark."""
-    labels = 1 + image.argmax(axis=-1)
-    labels[image.max(axis=-1) < 40] = 0
-    return labels.astype(np.uint8)
-
-
-def write_ade20k(root: str) -> str:
-    """A tiny ADE20K tree (ADEChallengeData2016 layout) of 64 px photographs
-    from scikit-image: 4 training and 2 validation images."""
-    import skimage
-    photos = osp.join(osp.dirname(skimage.__file__), 'data')
-    for i, name in enumerate(PHOTOS):
-        split = 'training' if i < 4 else 'validation'
-        image = Image.open(osp.join(photos, name)).convert('RGB')
-        image = np.asarray(image.resize((SIZE, SIZE), Image.BILINEAR))
-        stem = f"ADE_{'train' if split == 'training' else 'val'}_{i + 1:08d}"
-        for sub, array, ext in (('images', image, 'jpg'),
-                                ('annotations', label_map(image), 'png')):
-            path = osp.join(root, sub, split, f'{stem}.{ext}')
-            Image.fromarray(array).save(_mkdirs(path))
-    return root
-
-
-def _mkdirs(path: str) -> str:
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    return path
+SIZE = ADE20K_SIZE
 
 
 def tiny_config(data_root: str, checkpoint: str, base: str = MAIN) -> str:
@@ -113,57 +77,6 @@ default_hooks = dict(
     logger=dict(interval=1),
     checkpoint=dict(interval=4, save_best=None))
 '''
-
-
-def run_tool(*args: str) -> None:
-    """Run a tool of ``tools/``; one thread, as tests run side by side."""
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    subprocess.run([sys.executable, *args],
-                   check=True,
-                   cwd=ROOT,
-                   env=env,
-                   timeout=300)
-
-
-def test_upernet_trains_and_evaluates_on_ade20k_format(
-        tmp_path, tiny_pretrain_checkpoint):
-    data_root = write_ade20k(str(tmp_path / 'ADEChallengeData2016'))
-    config = tmp_path / 'upernet_tiny.py'
-    config.write_text(tiny_config(data_root, tiny_pretrain_checkpoint))
-    work_dir = str(tmp_path / 'work')
-
-    run_tool('tools/train.py', str(config), '--work-dir', work_dir)
-    run_tool('tools/test.py', str(config), osp.join(work_dir, 'iter_4.pth'),
-             '--work-dir', work_dir)
-
-    records = [
-        json.loads(line) for path in sorted(
-            glob.glob(osp.join(work_dir, '*', 'vis_data', 'scalars.json')))
-        for line in open(path)
-    ]
-    train = [r for r in records if 'loss' in r]
-    assert [r['iter'] for r in train] == [1, 2, 3, 4]
-    assert {'decode.loss_ce', 'aux.loss_ce'} <= set(train[0])
-    assert all(np.isfinite(r['loss']) for r in train)
-    # the logged lr is the stem's: decayed by 0.65 per depth, 6 depths
-    assert train[-1]['lr'] == pytest.approx(train[-1]['base_lr'] * 0.65**5)
-    assert not any('mIoU' in r for r in records)  # no validation in training
-    # tools/test.py: IoUMetric over the labelled pixels (finite: not all
-    # ignored), in its run's <timestamp>.json
-    tested = [
-        json.loads(line)
-        for path in glob.glob(osp.join(work_dir, '*', '*.json'))
-        for line in open(path)
-    ]
-    assert len(tested) == 1 and {'aAcc', 'mIoU', 'mAcc'} <= set(tested[0])
-    assert all(0 <= tested[0][k] <= 100 for k in ('aAcc', 'mIoU', 'mAcc'))
-    # training started from the pre-trained weights (StrictPretrained raises
-    # on a missing key): all 54 of the tiny stock ViT (the pre-training-only
-    # mask token dropped)
-    logs = ''.join(
-        open(p).read() for p in glob.glob(osp.join(work_dir, '*', '*.log')))
-    assert 'StrictPretrained: loaded 54 keys of VisionTransformer' in logs
-    assert 'dropped pre-training-only keys: mask_token' in logs
 
 
 @pytest.mark.parametrize(
