@@ -29,16 +29,19 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'configs/pretrain/noisemim_vit-tiny_demo.py')
 
 
-def train_main(work_dir, *args: str) -> None:
-    """Run tools/train.py's ``main()`` here on the demo config (2 its, bs 4)."""
+def train_main(work_dir, *args: str, iters: int = 2, every: int = 1) -> None:
+    """Run tools/train.py's ``main()`` here on the demo config (``iters``
+    iterations, batch 4, a checkpoint and a log every ``every``)."""
     spec = importlib.util.spec_from_file_location(
         'noisemim_train_tool', osp.join(ROOT, 'tools/train.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     argv = [
         'train.py', DEMO, '--work-dir',
-        str(work_dir), *args, '--cfg-options', 'train_cfg.max_iters=2',
-        'train_dataloader.batch_size=4', 'default_hooks.checkpoint.interval=1',
+        str(work_dir), *args, '--cfg-options', f'train_cfg.max_iters={iters}',
+        'train_dataloader.batch_size=4',
+        f'default_hooks.checkpoint.interval={every}',
+        f'default_hooks.logger.interval={every}',
         # A Runner's MessageHub is found by experiment name: keep them apart.
         f'experiment_name=t{time.time_ns()}'
     ]
@@ -68,6 +71,19 @@ def test_non_finite_loss_stops_with_iteration_terms_and_checkpoint(diverged):
     assert f'The last good checkpoint is {last_good}' in message
     assert osp.exists(last_good)
     assert not osp.exists(osp.join(work_dir, 'iter_2.pth'))  # nothing broken
+
+
+def test_non_finite_loss_between_logging_iterations_is_found_at_its_own(
+        tmp_path):
+    """The loss terms reach the host every 3 iterations only (logger and
+    checkpoint interval 3); the NaN of iteration 2 is named there, before a
+    checkpoint of the broken weights is written."""
+    with pytest.raises(NonFiniteLossError) as error:
+        train_main(tmp_path, '--cfg-options', 'param_scheduler=None',
+                   'optim_wrapper.optimizer.lr=1e30', iters=4, every=3)
+    assert 'Non-finite loss at iteration 2: loss=nan' in str(error.value)
+    assert 'No checkpoint was saved before it' in str(error.value)
+    assert not osp.exists(osp.join(tmp_path, 'iter_3.pth'))
 
 
 def test_runner_checkpoints_load_with_weights_only(diverged):

@@ -55,7 +55,7 @@ def test_vit_b_config_builds_and_steps():
     assert cfg.optim_wrapper.optimizer.lr == 1e-4 * 4096 / 256
 
 
-def test_missing_imagenet_root_names_the_path_and_how_to_prepare(tmp_path):
+def test_missing_data_root_names_the_path_and_both_forms(tmp_path):
     missing = tmp_path / 'no_imagenet'
     cmd = [
         sys.executable, osp.join(ROOT, 'tools/train.py'),
@@ -66,4 +66,7 @@ def test_missing_imagenet_root_names_the_path_and_how_to_prepare(tmp_path):
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert run.returncode != 0
     assert str(missing) in run.stderr
-    assert 'ImageNet-1K' in run.stderr and 'meta/' in run.stderr
+    # both forms: ImageNet layout (meta/ optional) and any folder of images
+    assert 'ImageNet-layout folder' in run.stderr and 'meta/' in run.stderr
+    assert 'any folder of images' in run.stderr and '--data-root' in run.stderr
+    assert not (tmp_path / 'wd').exists()  # nothing written before the checks

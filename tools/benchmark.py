@@ -49,6 +49,8 @@ from noisemim.benchmark import (NOISEMIM_NAME, SIMMIM_NAME, Worker,
                                 peak_bf16_flops)
 from noisemim.benchmark.pipeline import (cpus_per_device, data_paths,
                                          feed_estimate)
+from noisemim.engine.optimizers import set_wrapper_precision, wrapper_precision
+from noisemim.utils.precision import PRECISIONS, choose_precision
 
 # 'noisemim.mass_attention' is the attention call and output projection of
 # the probed blocks (the block's own work plus the two mass channels); what
@@ -106,7 +108,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--mae-neck', nargs='+', action=DictAction,
         help="override MAE's decoder (default: mmpretrain's, 8 x 512-d), "
         'e.g. decoder_embed_dim=32 decoder_depth=1 decoder_num_heads=2')
+    parser.add_argument(
+        '--precision', choices=PRECISIONS,
+        help="as tools/train.py's --precision for the config on --device "
+        '(docs/gpu.md, "Precision"); bf16 on a CPU is CPU autocast. '
+        'Default: --amp')
     args = parser.parse_args(argv)
+    if args.precision is not None and args.amp is not None:
+        parser.error('give --precision or --amp, not both')
     if args.amp is None:
         args.amp = 'bf16' if args.device == 'cuda' else 'none'
     if args.amp != 'none' and args.device != 'cuda':
@@ -370,7 +379,15 @@ def run(args: argparse.Namespace) -> dict:
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     img_size = cfg.model.backbone.img_size
+    if args.precision is not None:  # resolved as tools/train.py does
+        choice = choose_precision(
+            args.precision, wrapper_precision(cfg.optim_wrapper) or 'fp32',
+            args.device)
+        print(choice.message(), file=sys.stderr)
+        args.amp = dict(fp32='none').get(choice.precision, choice.precision)
     wrapper = optim_wrapper_cfg(cfg, args.amp)
+    if args.device == 'cpu' and args.amp == 'bf16':  # CPU autocast
+        set_wrapper_precision(wrapper, 'bf16', 'cpu')
     results = dict(config=args.config, batch_size=args.batch_size,
                    img_size=img_size, device=args.device, amp=args.amp,
                    warmup=args.warmup, repeats=args.repeats,

@@ -9,9 +9,8 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 # bf16 mixed precision without a loss scaler (bf16 has fp32's exponent range);
-# the loss terms are computed in fp32. tools/train.py switches to fp16 with a
-# dynamic loss scaler on GPUs without bf16, and to bf16 CPU autocast without a
-# GPU (docs/gpu.md).
+# the loss terms are computed in fp32. tools/train.py --precision auto switches
+# to fp16 with a dynamic loss scaler on GPUs without bf16, and to fp32 on a CPU
+# without native bf16 (docs/gpu.md, "Precision").
 optim_wrapper = dict(
     type='AmpOptimWrapper', dtype='bfloat16', loss_scale=dict(enabled=False))
-resume = True

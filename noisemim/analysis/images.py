@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..datasets.embedded_photos import PHOTOS, EmbeddedPhotos
+from ..datasets.image_folder import resolve_layout
 from .probes import vit_encoder
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -21,7 +22,8 @@ def image_paths(folder: Optional[str] = None,
     """The image files to analyse, sorted by name.
 
     Args:
-        folder (str, optional): A folder of images; defaults to the
+        folder (str, optional): A folder of images in any nesting, or an
+            ImageNet-layout folder (its ``train/``); defaults to the
             photographs that ship with scikit-image (:data:`PHOTOS`).
         num_images (int, optional): Keep only the first ones.
 
@@ -37,9 +39,13 @@ def image_paths(folder: Optional[str] = None,
     else:
         if not osp.isdir(folder):
             raise FileNotFoundError(f'image folder {folder!r} does not exist')
+        # the folders pre-training reads: ImageNet layout (its train/) or
+        # images in any nesting (noisemim.datasets.ImageFolder)
+        root = osp.join(folder, resolve_layout(folder)[0])
         paths = sorted(
-            osp.join(folder, n) for n in os.listdir(folder)
-            if n.lower().endswith(IMAGE_EXTENSIONS))
+            osp.join(d, n) for d, _, names in os.walk(root, followlinks=True)
+            for n in names
+            if n.lower().endswith(IMAGE_EXTENSIONS) and not n.startswith('.'))
     if num_images is not None:
         if num_images < 1:
             raise ValueError(f'num_images must be >= 1, got {num_images}')

@@ -2,6 +2,7 @@ from .device_decode import (DeviceDecodeDataPreprocessor, LoadImageBytes,
                             PackEncodedInputs, RandomFlipFlag,
                             RandomResizedCropParams)
 from .embedded_photos import EmbeddedPhotos
+from .image_folder import ImageFolder
 from .inaturalist import INaturalist
 from .nabirds import NABirds
 from .skip_bad_samples import (BadSampleError, SkipBadSamples,
@@ -10,6 +11,6 @@ from .skip_bad_samples import (BadSampleError, SkipBadSamples,
 __all__ = [
     'BadSampleError', 'DeviceDecodeDataPreprocessor', 'LoadImageBytes',
     'PackEncodedInputs', 'RandomFlipFlag', 'RandomResizedCropParams',
-    'EmbeddedPhotos', 'INaturalist', 'NABirds',
+    'EmbeddedPhotos', 'ImageFolder', 'INaturalist', 'NABirds',
     'SkipBadSamples', 'TooManyBadSamplesError'
 ]

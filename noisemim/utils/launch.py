@@ -11,6 +11,10 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
 
+from ..datasets.image_folder import IMAGE_EXTENSIONS, LAYOUTS, resolve_layout
+from .config_checks import check_option_paths
+from .precision import PRECISIONS
+
 SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
 
 # How to prepare each dataset, by dataset type (shown when its root is missing).
@@ -21,6 +25,7 @@ DATA_HINTS = {
     '<root>/annotations/instances_{train,val}2017.json (see docs/transfer.md, "Data layouts").',
     'CustomDataset': 'a folder of images, <root>/*.jpg (or <root>/<class>/*.jpg '
     'with labels), as mmpretrain\'s CustomDataset reads it.',
+    'ImageFolder': LAYOUTS + '; tools/train.py --data-root DIR takes it.',
     'ADE20KDataset': 'ADE20K (ADEChallengeData2016): <root>/images/{training,'
     'validation}/*.jpg and <root>/annotations/{training,validation}/*.png '
     '(see docs/transfer.md, "Data layouts").',
@@ -45,7 +50,8 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
         loaders (Sequence[str]): The dataloaders that the run uses.
 
     Raises:
-        FileNotFoundError: A dataset's ``data_root`` does not exist.
+        FileNotFoundError: A dataset's ``data_root`` does not exist, or an
+            ``ImageFolder`` root holds no image.
     """
     for name in loaders:
         loader = cfg.get(name)
@@ -53,15 +59,34 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
             continue
         for dataset in _datasets(loader.get('dataset')):
             root = dataset.get('data_root')
+            kind = str(dataset.get('dataset_type') or  # SkipBadSamples
+                       dataset.get('type', '')).split('.')[-1]
+            hint = DATA_HINTS.get(kind,
+                                  'see docs/transfer.md, "Data layouts".')
             if root and not osp.isdir(root):
-                kind = str(dataset.get('dataset_type') or  # SkipBadSamples
-                           dataset.get('type', '')).split('.')[-1]
-                hint = DATA_HINTS.get(kind, 'see docs/transfer.md, "Data layouts".')
                 raise FileNotFoundError(
                     f'{name}: the data_root {osp.abspath(root)!r} of dataset '
                     f'{kind or "?"} does not exist. Prepare it as {hint} Or '
                     f'point the config at it, e.g. --cfg-options '
                     f'{name}.dataset.data_root=/path/to/data')
+            if kind == 'ImageFolder' and root and dataset.get(
+                    'data_prefix') is None:
+                folder = osp.join(root,
+                                  resolve_layout(root,
+                                                 dataset.get('split',
+                                                             'train'))[0])
+                if not _has_image(folder):
+                    raise FileNotFoundError(
+                        f'{name}: no images ({", ".join(IMAGE_EXTENSIONS)}, '
+                        f'any case) in {osp.abspath(folder)!r}. Give {hint}')
+
+
+def _has_image(folder: str) -> bool:
+    """Whether ``folder`` holds an image at any depth (stops at the first)."""
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(f.lower().endswith(IMAGE_EXTENSIONS) for f in files):
+            return True
+    return False
 
 
 def default_scope(cfg: Config) -> str:
@@ -127,13 +152,14 @@ def shutdown_distributed(exit_process: bool = False) -> None:
 
 def set_work_dir(cfg: Config, config_path: str,
                  work_dir: Optional[str]) -> None:
-    """``--work-dir``, else the config's, else ``work_dirs/<config name>``."""
+    """``--work-dir``, else the config's, else ``work_dirs/<config name>``
+    (only named: nothing is written before the pre-flight checks pass)."""
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config_path))[0])
-    os.makedirs(cfg.work_dir, exist_ok=True)
+    # Not created here: the Runner makes it, after the pre-flight checks.
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -153,6 +179,18 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher')
+    parser.add_argument(
+        '--precision',
+        choices=PRECISIONS,
+        default='auto',
+        help="auto (default): the config's precision where the device runs "
+        'it fast: bf16 on GPUs with bf16, fp16 with a loss scaler on older '
+        'GPUs, fp32 on a CPU without native bf16 (AMX/AVX512-BF16); fp32, '
+        'bf16, fp16: forced (docs/gpu.md)')
+    parser.add_argument(
+        '--no-persistent-workers',
+        action='store_true',
+        help='switch off persistent_workers in all dataloaders')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
@@ -173,6 +211,7 @@ def load_config(args: argparse.Namespace) -> Config:
     untag_collate_fns(cfg)
     if args.cfg_options is not None:
         original = Config.fromfile(args.config)
+        check_option_paths(cfg, args.cfg_options)  # before mmengine's merge
         cfg.merge_from_dict(args.cfg_options)
         # paths under a moved data root follow it; a shortened schedule's
         # stale fields are named (noisemim/utils/derived_fields.py)

@@ -29,11 +29,11 @@ train_dataloader = dict(
     persistent_workers=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     collate_fn=dict(type='default_collate'),
+    # train/ of an ImageNet-layout folder, or any folder of images
     dataset=dict(
-        type='CustomDataset',
+        type='ImageFolder',
         data_root=data_root,
-        data_prefix='train',
-        with_label=False,
+        split='train',
         pipeline=train_pipeline))
 # AdamW, lr 1.5e-4 x 256 / 256, weight decay 0.05 (MAE's recipe); bf16 without
 # a loss scaler, as every pre-training config (docs/gpu.md).
