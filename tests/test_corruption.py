@@ -368,6 +368,7 @@ def test_a_compiled_kernel_that_differs_stays_eager(compiled_draws,
 
     monkeypatch.setattr(torch, 'compile', off_by_an_ulp)
     monkeypatch.setattr(sample_rng, '_compiled', {})
+    monkeypatch.setattr(sample_rng, '_off', set())
     compiled_draws(True)
     with pytest.warns(UserWarning, match='compiled uniforms differs'):
         assert torch.equal(random.normal(2, 9), eager)
@@ -383,6 +384,7 @@ def test_a_failing_compiler_falls_back_to_eager(compiled_draws, monkeypatch):
 
     monkeypatch.setattr(torch, 'compile', broken)
     monkeypatch.setattr(sample_rng, '_compiled', {})
+    monkeypatch.setattr(sample_rng, '_off', set())
     compiled_draws(True)
     with pytest.warns(UserWarning, match='uniforms is off.*no compiler'):
         assert torch.equal(random.uniform(2, 9), eager)

@@ -193,13 +193,11 @@ def use_compiled_draws(enabled: Optional[bool]) -> None:
         enabled (bool, optional): True: on every device; False: never (eager
             ops on ``int32`` lanes); None (the default): on CUDA only. The
             first compiled call of each shape is checked against eager: a
-            difference or a failure to compile warns and falls back to eager
-            (for that kernel, until this is called again).
+            difference or a failure to compile warns and leaves that kernel
+            eager in this process.
     """
     global _compile_mode
     _compile_mode = enabled
-    _off.clear()
-    _checked.clear()
 
 
 def _fused(name: str, fn: Callable, *args) -> Tensor:
@@ -212,6 +210,7 @@ def _fused(name: str, fn: Callable, *args) -> Tensor:
     try:
         if name not in _compiled:
             _compiled[name] = torch.compile(fn, fullgraph=True)
+            _checked.difference_update([k for k in _checked if k[0] == name])
         out = _compiled[name](*args)
         key = (name, device.type) + tuple(
             tuple(a.shape) if isinstance(a, Tensor) else a for a in args)
