@@ -137,6 +137,7 @@ def test_the_project_configs_pass_the_checks(path):
     default_scope(cfg)  # mmdet / mmseg installed
     check_model_keys(cfg)
     check_init_cfgs(cfg)
+    assert cfg.get('resume', False) is False  # resumes only with --resume
 
 
 def test_a_wrong_init_cfg_says_what_is_expected(tmp_path):

@@ -84,4 +84,3 @@ param_scheduler = [
 ]
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=300)
 auto_scale_lr = dict(base_batch_size=2048, enable=True)
-resume = True
