@@ -246,3 +246,23 @@ def test_a_shortened_schedule_names_its_stale_fields():
     options = {'train_cfg.max_iters': 10**6}
     cfg, original = merged(DETECTION, options)
     assert stale_schedule_fields(cfg, original, options) == []
+
+
+def test_make_demo_ends_with_next_commands_that_exist():
+    """``make demo`` prints the next commands (plot, export, smoke runs):
+    every tool and config they name exists, and the demo's checkpoint name
+    is the one its config saves last."""
+    with open(osp.join(ROOT, 'Makefile')) as f:
+        makefile = f.read()
+    recipe = makefile[makefile.index('\ndemo:'):makefile.index('\ntest:')]
+    named = re.findall(r'((?:tools|configs)/[\w/.-]+\.py)', recipe)
+    for needed in ('tools/analysis/plot_curves.py',
+                   'tools/model_converters/publish_checkpoint.py',
+                   'tools/model_converters/noisemim_to_timm.py',
+                   'tools/misc/make_tiny_data.py',
+                   'configs/smoke/pretrain_in1k.py'):
+        assert needed in named, needed
+    assert all(osp.isfile(osp.join(ROOT, p)) for p in named), named
+    demo = read(osp.join(ROOT, 'configs/pretrain/noisemim_vit-tiny_demo.py'))
+    assert f'iter_{demo.train_cfg.max_iters}.pth' in recipe
+    assert 'tools/setup_env_pretrain.sh' in recipe
