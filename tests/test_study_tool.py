@@ -59,6 +59,11 @@ def test_default_protocol_runs_end_to_end(tmp_path):
         scale = run['analyses']['stream_rms']
         assert sorted(scale) == ['0', '1', '2', '3']
         assert all(np.isfinite(v) and v > 0 for v in scale.values())
+        grads = run['analyses']['loss_grad']
+        assert all(row['block0'] > 0 for row in grads.values())
+    assert set(runs[2]['analyses']['loss_grad']) == {
+        'loss_mim', 'loss_denoise', 'total'
+    }  # MaskDiT-style's two terms
     assert np.isnan(runs[0]['loss']) and np.isfinite(runs[1]['loss'])
     # The learning curve: a probe after each of the 2 iterations.
     assert 'curve' not in runs[0]
@@ -76,6 +81,7 @@ def test_default_protocol_runs_end_to_end(tmp_path):
     assert 'Command: `python tools/study.py --cells' in md
     assert 'KL block 3' in md and 'block1' in md
     assert 'Scale of the residual stream' in md
+    assert '| `conjunctive_decoder_pixel` | loss_denoise |' in md
     for png in ('study.png', 'study_analyses.png', 'study_curves.png'):
         with open(tmp_path / png, 'rb') as f:
             assert f.read(8) == b'\x89PNG\r\n\x1a\n'

@@ -30,6 +30,9 @@ class CellSummary:
         stream_rms (dict): Block -> RMS of the residual stream at the
             block's output, one per seed (empty for studies saved before
             it was measured).
+        loss_grad (dict): Loss term (and ``'total'``) -> parameter group
+            (``embed``, ``block<i>``, ...) -> the norm of the term's
+            gradient there, one per seed (empty where not measured).
     """
     cell: str
     method: str
@@ -42,6 +45,7 @@ class CellSummary:
     head_kl: Dict[str, np.ndarray] = field(default_factory=dict)
     high_freq: Dict[str, np.ndarray] = field(default_factory=dict)
     stream_rms: Dict[str, np.ndarray] = field(default_factory=dict)
+    loss_grad: Dict[str, Dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
@@ -88,6 +92,16 @@ def summarize(runs: Sequence[Dict]) -> List[CellSummary]:
                 summary.stream_rms = {
                     b: values(rows, lambda r: r['analyses']['stream_rms'][b])
                     for b in rows[0]['analyses']['stream_rms']
+                }
+            if all('loss_grad' in r['analyses'] for r in rows):
+                first = rows[0]['analyses']['loss_grad']
+                summary.loss_grad = {
+                    term: {
+                        g: values(rows,
+                                  lambda r: r['analyses']['loss_grad'][term][g])
+                        for g in groups
+                    }
+                    for term, groups in first.items()
                 }
         summaries.append(summary)
     return summaries
@@ -200,10 +214,33 @@ def write_markdown(summaries: Sequence[CellSummary],
         for s in summaries:
             lines.append(f'| `{s.cell}` | ' + ' | '.join(
                 mean_std(s.stream_rms[b], 2) for b in blocks) + ' |')
+    lines += _loss_grad_table(summaries)
     text = (header.rstrip() + '\n\n' if header else '') + '\n'.join(lines)
     with open(path, 'w') as f:
         f.write(text + '\n')
     return text
+
+
+def _loss_grad_table(summaries: Sequence[CellSummary]) -> List[str]:
+    """The gradient norm of each loss term per parameter group (mean over
+    seeds), for the cells where it was measured."""
+    measured = [s for s in summaries if s.loss_grad]
+    if not measured:
+        return []
+    groups = list(next(iter(measured[0].loss_grad.values())))
+    lines = [
+        '', 'Gradient norm that each loss term sends into each part of the '
+        'trained model (on the analysis images, corrupted as in '
+        'pre-training; mean over seeds; `total` is the sum of the terms):',
+        '', '| cell | term | ' + ' | '.join(groups) + ' |',
+        '| --- | --- |' + ' --- |' * len(groups)
+    ]
+    for s in measured:
+        for term, row in s.loss_grad.items():
+            lines.append(f'| `{s.cell}` | {term} | ' + ' | '.join(
+                f'{row[g].mean():.3g}' if g in row else '–'
+                for g in groups) + ' |')
+    return lines
 
 
 def _pyplot():
