@@ -58,6 +58,8 @@ DEFAULT_PARTS = PARTS[:-1]
 #: Seconds per part on an H100 (the default parts: 8 minutes at most).
 BUDGETS = dict(attention=60, models=180, train=120, resume=60, loader=60,
                sweep=180)
+#: ``--device cpu`` (tests, a shared CPU) gets this many times the budgets.
+CPU_BUDGET_FACTOR = 5
 GPU_CONFIG = 'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 CPU_CONFIG = 'configs/pretrain/noisemim_vit-tiny_demo.py'
 #: Oldest NVIDIA driver per CUDA major version of torch's build (CUDA's
@@ -128,7 +130,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         f'{",".join(DEFAULT_PARTS)})')
     parser.add_argument('--budget', nargs='+', default=[], metavar='PART=S',
                         help='seconds for a part, e.g. models=300 '
-                        f'(defaults: {BUDGETS})')
+                        f'(defaults: {BUDGETS}; x{CPU_BUDGET_FACTOR} with '
+                        '--device cpu)')
     parser.add_argument('--device', choices=['cuda', 'cpu'], default='cuda',
                         help='cpu: run on CPU with the tiny demo config (the '
                         'tests of this tool)')
@@ -147,7 +150,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if 'resume' in parts and 'train' not in parts:
         parser.error('--only: resume needs train (it resumes its checkpoint)')
     args.parts = parts
-    args.budgets = dict(BUDGETS)
+    factor = CPU_BUDGET_FACTOR if args.device == 'cpu' else 1
+    args.budgets = {p: s * factor for p, s in BUDGETS.items()}
     for item in args.budget:
         name, _, value = item.partition('=')
         try:
