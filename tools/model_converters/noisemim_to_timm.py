@@ -13,8 +13,19 @@ the same features as the NoiseMIM backbone. Example::
                               num_classes=0)
     model.load_state_dict(torch.load('noisemim_vit-b_timm.pth'))
 
-With ``--mae`` the state dict is saved under ``'model'``, as the official MAE
-code's ``main_finetune.py --finetune FILE`` expects (its ViT is timm's).
+With ``--mae`` the same state dict is saved under ``'model'``: the layout of
+the official MAE checkpoints, which is what these consumers read:
+
+* the official MAE code's ``main_finetune.py --finetune FILE`` (its ViT is
+  timm's; it loads ``checkpoint['model']`` with ``strict=False``);
+* mmdet's ``projects/ViTDet`` (``init_cfg=dict(type='Pretrained',
+  checkpoint=FILE)`` on its ``ViT``, whose ``init_weights`` reads only
+  ``ckpt['model']``: any other file fails there with ``UnboundLocalError``);
+* mmseg's stock MAE configs, after mmseg's own converter
+  (``tools/model_converters/beit2mmseg.py FILE OUT``).
+
+Which file goes to which consumer: docs/transfer.md ("Which file for which
+consumer").
 """
 import argparse
 import os.path as osp
@@ -126,8 +137,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--mae',
         action='store_true',
-        help="save as {'model': state dict}, the checkpoint layout the "
-        "official MAE code's main_finetune.py --finetune reads")
+        help="save as {'model': state dict}, the layout of the official "
+        "MAE checkpoints: the file for MAE's main_finetune.py --finetune and "
+        "for mmdet's projects/ViTDet (its ViT's init_cfg=dict("
+        "type='Pretrained', checkpoint=FILE) reads only ckpt['model']); "
+        "mmseg's stock MAE configs take it after mmseg's "
+        "tools/model_converters/beit2mmseg.py")
     args = parser.parse_args(argv)
     if not osp.isfile(args.src):
         parser.error(f'src {args.src!r} is not a file; expected a NoiseMIM '

@@ -105,11 +105,11 @@ class NoiseMIMViTDet(NoiseMIMViT):
     """A NoiseMIM ViT for detection, with ViTDet's windowed attention.
 
     Outputs the patch-token feature map (``out_type='featmap'``, no class
-    token) for ViTDet's ``SimpleFPN`` neck. It is built without the
-    pre-training parameters (``pretrain=False``: no ``mask_token`` or
-    ``time_embed``, so no parameter goes unused under distributed
-    data-parallel training); ``StrictPretrained`` drops them from a
-    pre-training checkpoint and every other key loads.
+    token) for ViTDet's simple feature pyramid (``NoiseMIMSimpleFPN``). It is
+    built without the pre-training parameters (``pretrain=False``: no
+    ``mask_token`` or ``time_embed``, so no parameter goes unused under
+    distributed data-parallel training); ``StrictPretrained`` drops them from
+    a pre-training checkpoint and every other key loads.
 
     Args:
         arch, img_size, patch_size: As :class:`NoiseMIMViT`.
