@@ -207,10 +207,24 @@ def test_iteration_profile_hook_in_a_real_training_loop(tmp_path):
                                 by_epoch=False, begin=0)]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100)
     cfg.default_hooks.logger.interval = 100
+
+    class Broken(IterationProfileHook):  # its summary fails, not training
+
+        @staticmethod
+        def summarise(*args):
+            raise ValueError('no device activity was recorded')
+
     cfg.custom_hooks = [dict(type='IterationProfileHook', start=1, iters=2,
                              out_file='profile.json')]
     runner = Runner.from_cfg(cfg)
+    runner.register_hook(Broken(start=0, iters=1, out_file='broken.json'))
     runner.train()
+    assert runner.iter == 4
+    broken = json.loads((tmp_path / 'broken.json').read_text())
+    assert broken == dict(error='ValueError: no device activity was '
+                          'recorded')
+    assert gpu_check.profile_rows(str(tmp_path / 'broken.json'))[0][
+        'result'] == 'FAILED'
     summary = json.loads((tmp_path / 'profile.json').read_text())
     assert summary['iterations'] == 2 and summary['iter_ms'] > 0
     assert summary['between_ms'] >= 0

@@ -391,62 +391,81 @@ def part_loader(check: Check, batches: int = 0) -> List[Dict[str, str]]:
     worker's own rate (one process) gives the feed estimate.
     """
     from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmengine.runner import Runner
-    from mmpretrain.registry import MODELS
 
     from noisemim.benchmark.pipeline import (DEVICE_DECODE_DATASET,
-                                             pipeline_throughput,
                                              write_jpeg_photos)
     cpu = check.device == 'cpu'
     batches = batches or (2 if cpu else 12)
-    batch = check.train_batch
     files = write_jpeg_photos(osp.join(check.work_dir, 'jpeg'),
                               count=8 if cpu else 64)
-    folder = osp.dirname(files[0])
     rows = []
     paths = (('cpu decode', Config.fromfile(osp.join(ROOT, check.config))),
              ('device decode', Config.fromfile(DEVICE_DECODE_DATASET)))
     for name, cfg in paths:
-        per_worker = pipeline_throughput(cfg, 4 if cpu else 64, 8, files)
-        collate = cfg.train_dataloader.get(
-            'collate_fn', dict(type='default_collate'))
-        loader_cfg = dict(
-            batch_size=batch, num_workers=check.workers,
-            persistent_workers=False, pin_memory=not cpu,
-            sampler=dict(type='InfiniteSampler', shuffle=True),
-            collate_fn=collate,
-            dataset=dict(type='CustomDataset', data_root=folder,
-                         with_label=False,
-                         pipeline=cfg.train_dataloader.dataset.pipeline))
-        preprocessor = None
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            loader = Runner.build_dataloader(loader_cfg)
-            if name == 'device decode':
-                preprocessor = MODELS.build(cfg.data_preprocessor).to(
-                    check.device)
-        it = iter(loader)
-        data = next(it)  # workers started, first batch
-        start = time.perf_counter()
-        for _ in range(batches):
-            data = next(it)
-            if preprocessor is not None:
-                preprocessor(data, True)
-        if not cpu:
-            torch.cuda.synchronize()
-        rate = batch * batches / (time.perf_counter() - start)
-        del it, loader
-        where = ('on the GPU' if not cpu else
-                 'on the CPU in this process, a stand-in for the GPU')
-        detail = (f'{rate:.0f} images/s with {check.workers} workers, batch '
-                  f'{batch}; one worker {per_worker:.0f} images/s')
-        if name == 'device decode':
-            detail += f' (workers read bytes; decode, crop, resize {where})'
-        else:
-            detail += ' (decode, crop, resize in the workers)'
-        rows.append(dict(check=f'loader: {name}', result='ok',
-                         measured=detail))
+        try:
+            rows.append(_loader_row(check, name, cfg, files, batches))
+        except Exception as error:  # one path failing is a row, not the end
+            rows.append(dict(check=f'loader: {name}', result='FAILED',
+                             measured=f'{type(error).__name__}: {error}'))
     return rows
+
+
+def _loader_row(check: Check, name: str, cfg, files: List[str],
+                batches: int) -> Dict[str, str]:
+    """One data path's row of :func:`part_loader`."""
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import Runner
+    from mmpretrain.registry import MODELS
+
+    from noisemim.benchmark.pipeline import pipeline_throughput
+    cpu = check.device == 'cpu'
+    batch = check.train_batch
+    folder = osp.dirname(files[0])
+    per_worker = pipeline_throughput(cfg, 4 if cpu else 64, 8, files)
+    collate = cfg.train_dataloader.get(
+        'collate_fn', dict(type='default_collate'))
+    loader_cfg = dict(
+        batch_size=batch, num_workers=check.workers,
+        persistent_workers=False, pin_memory=not cpu,
+        sampler=dict(type='InfiniteSampler', shuffle=True),
+        collate_fn=collate,
+        dataset=dict(type='CustomDataset', data_root=folder,
+                     with_label=False,
+                     pipeline=cfg.train_dataloader.dataset.pipeline))
+    preprocessor = None
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        loader = Runner.build_dataloader(loader_cfg)
+        if name == 'device decode':
+            preprocessor = MODELS.build(cfg.data_preprocessor).to(
+                check.device)
+    it = iter(loader)
+    data = next(it)  # workers started, first batch
+    if preprocessor is not None:
+        preprocessor(data, True)  # warm-up
+    device_side = 0.
+    start = time.perf_counter()
+    for _ in range(batches):
+        data = next(it)
+        if preprocessor is not None:
+            begin = time.perf_counter()
+            preprocessor(data, True)
+            if not cpu:
+                torch.cuda.synchronize()
+            device_side += time.perf_counter() - begin
+    if not cpu:
+        torch.cuda.synchronize()
+    rate = batch * batches / (time.perf_counter() - start)
+    del it, loader
+    where = ('on the GPU' if not cpu else
+             'on the CPU in this process, a stand-in for the GPU')
+    detail = (f'{rate:.0f} images/s with {check.workers} workers, batch '
+              f'{batch}; one worker {per_worker:.0f} images/s')
+    if name == 'device decode':
+        detail += (f' (workers read bytes; decode, crop, resize {where}: '
+                   f'{batch * batches / device_side:.0f} images/s of it)')
+    else:
+        detail += ' (decode, crop, resize in the workers)'
+    return dict(check=f'loader: {name}', result='ok', measured=detail)
 
 
 PART_FUNCTIONS: Dict[str, Callable[[Check], List[Dict[str, str]]]] = dict(
@@ -493,6 +512,9 @@ def profile_rows(path: str) -> List[Dict[str, str]]:
     """The rows of :class:`IterationProfileHook`'s summary."""
     with open(path) as f:
         p = json.load(f)
+    if 'error' in p:
+        return [dict(check='train: profile', result='FAILED',
+                     measured=p['error'])]
     idle, opt = p['idle'], p['optimizer']
     gaps = ', '.join(f'{g:.2f}' for g in idle['largest_gaps_ms'])
     return [

@@ -151,7 +151,8 @@ class IterationProfileHook(Hook):
     :func:`idle_summary` (``device``), :func:`optimizer_summary`
     (``optimizer``), the host milliseconds per iteration (``iter_ms``:
     ``before_train_iter`` to ``after_train_iter``, data already loaded) and
-    between iterations (``between_ms``: the data wait and the hooks).
+    between iterations (``between_ms``: the data wait and the hooks). If
+    the summary cannot be made, it holds ``error`` and training goes on.
 
     Args:
         start (int): First profiled iteration (0-based; after warm-up).
@@ -197,7 +198,10 @@ class IterationProfileHook(Hook):
         self._profiler.__exit__(None, None, None)
         events = self._profiler.events()
         self._profiler = None
-        summary = self.summarise(events, self._marks, self._cuda)
+        try:
+            summary = self.summarise(events, self._marks, self._cuda)
+        except Exception as error:  # a summary, not the training, fails
+            summary = dict(error=f'{type(error).__name__}: {error}')
         path = (self.out_file if osp.isabs(self.out_file) else osp.join(
             runner.work_dir, self.out_file))
         with open(path, 'w') as f:
