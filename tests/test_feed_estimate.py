@@ -115,3 +115,36 @@ def test_each_data_path_is_measured_per_worker(tmp_path):
     assert all(p['per_worker'] > 0 for p in paths)
     assert paths[2]['device_side'] > 0 and paths[0]['device_side'] is None
     assert paths[2]['num_workers'] == 6 and paths[0]['num_workers'] == 12
+
+
+def test_a_training_step_runs_on_device_decoded_batches(tmp_path):
+    """The switch end to end (CPU, tiny NoiseMIM): a config whose data path
+    is the device-decode base trains on its batches."""
+    from mmengine.config import Config
+    from mmengine.dataset import Compose
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
+    from mmpretrain.registry import MODELS
+
+    import noisemim  # noqa: F401
+    from noisemim.benchmark.pipeline import DEVICE_DECODE_DATASET, ROOT
+    from noisemim.datasets.device_decode import encoded_collate
+    cfg = Config.fromfile(
+        f'{ROOT}/configs/pretrain/noisemim_vit-tiny_demo.py')
+    device = Config.fromfile(DEVICE_DECODE_DATASET)
+    pipeline = device.train_pipeline
+    pipeline[1]['scale'] = cfg.model.backbone.img_size
+    model_cfg = cfg.model.to_dict()
+    model_cfg['data_preprocessor'] = device.data_preprocessor.to_dict()
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(model_cfg)
+        transforms = Compose(pipeline)
+        batch = encoded_collate([transforms(dict(img_path=p))
+                                 for p in _photos(tmp_path, 2)])
+    model.init_weights()
+    wrapper = build_optim_wrapper(model, dict(
+        type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-3)))
+    losses = model.train_step(batch, wrapper)
+    assert torch.isfinite(sum(losses.values()))
+    inputs = model.data_preprocessor(batch, True)['inputs']
+    assert inputs.shape == (2, 3, 64, 64)
