@@ -210,8 +210,9 @@ def crop_resize(image: Tensor, box: Sequence[int], size: Tuple[int, int],
     """``RandomResizedCrop``'s crop and resize of one image, on its device.
 
     Antialiased like Pillow's resize (torch's ``antialias=True`` follows
-    Pillow's filter), rounded and clamped to uint8 values as Pillow's
-    output is.
+    Pillow's filter); not yet rounded and clamped to uint8 values as
+    Pillow's output is (:class:`DeviceDecodeDataPreprocessor` does that for
+    the whole batch, one kernel instead of two per image).
 
     Args:
         image (Tensor): ``(C, H, W)`` uint8.
@@ -220,14 +221,13 @@ def crop_resize(image: Tensor, box: Sequence[int], size: Tuple[int, int],
         interpolation (str): ``'bicubic'`` or ``'bilinear'``.
 
     Returns:
-        Tensor: ``(C, height, width)`` float32 with integer values in
-        ``[0, 255]``.
+        Tensor: ``(C, height, width)`` float32.
     """
     top, left, height, width = (int(v) for v in box)
     crop = image[None, :, top:top + height, left:left + width].float()
     out = F.interpolate(crop, size=tuple(size), mode=interpolation,
                         align_corners=False, antialias=True)
-    return out[0].round_().clamp_(0, 255)
+    return out[0]
 
 
 @MODELS.register_module()
@@ -296,7 +296,7 @@ class DeviceDecodeDataPreprocessor(BaseDataPreprocessor):
             size = self.size or samples[i].metainfo['img_shape']
             out.append(crop_resize(image, item['crop_box'].tolist(), size,
                                    self.interpolation))
-        batch = torch.stack(out)
+        batch = torch.stack(out).round_().clamp_(0, 255)  # Pillow's uint8
         flips = torch.tensor([bool(item['flip']) for item in items])
         if flips.any():
             flips = flips.to(self.device, non_blocking=True)
