@@ -243,7 +243,6 @@ def test_runner_keys_follow_the_sample_stream_across_accumulation_splits():
         MessageHub.get_instance('test_corruption_keys_done')
 
 
-
 # The numbers must not change (resumes and the study depend on them) -------
 def digest(t):
     return hashlib.sha256(t.contiguous().numpy().tobytes()).hexdigest()[:16]
@@ -353,7 +352,7 @@ def test_compiled_uniforms_are_bit_identical(compiled_draws):
     assert not any('differs' in m for m in messages), messages
     if messages:
         pytest.skip(messages[0])  # e.g. no C++ compiler for inductor here
-    assert ('uniforms', 'cpu', (16, ), 4, (1, 101)) in sample_rng._checked
+    assert ('uniforms', 'cpu', (16, ), (1, 101)) in sample_rng._checked
 
 
 def test_a_compiled_kernel_that_differs_stays_eager(compiled_draws,
@@ -391,3 +390,26 @@ def test_a_failing_compiler_falls_back_to_eager(compiled_draws, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter('error')  # eager from now on, no new warning
         assert torch.equal(random.uniform(2, 9), eager)
+
+
+def test_a_dispatch_mode_sees_the_eager_ops(compiled_draws):
+    # (dynamo skips frames under a TorchDispatchMode, e.g. an op counter:
+    # the draw then runs eager, and the compiled kernels stay on)
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Names(TorchDispatchMode):
+        seen = set()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.seen.add(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    positions = torch.arange(3)
+    eager = SampleRandom(1, positions).uniform(4, 7)
+    compiled_draws(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        with Names():
+            u = SampleRandom(1, positions).uniform(4, 7)
+    assert torch.equal(u, eager) and 'mul_' in Names.seen
+    assert not sample_rng._off & {'keys', 'uniforms'}

@@ -41,15 +41,16 @@ synchronisation and no generator state:
 
 The per-element work runs on 32-bit lanes (``int32`` tensors holding the
 unsigned bits: products wrap modulo ``2**32``, right shifts are masked to be
-logical), in place. On CUDA the uniforms (key to floats) and the Box-Muller
-step run as ``torch.compile``-d kernels (:func:`use_compiled_draws`); the
-first call of each shape is checked bit for bit against the eager ops, and a
-kernel that differs (a compiler may round ``log``/``cos`` apart from eager)
-or fails to compile stays eager. The numbers are those of the first version
-(``int64`` lanes, :func:`mix32`; ``tests/test_corruption.py`` holds digests
-of its numbers and a reference computation). The integer parts (``M``,
-``S``) are bit-identical on every device; ``t`` and ``eps`` agree up to
-float32 rounding of ``log``/``cos`` between CPU and GPU.
+logical), in place. On CUDA the keys, the integers, the uniforms and the
+Box-Muller step run as ``torch.compile``-d kernels
+(:func:`use_compiled_draws`); the first call of each shape is checked bit
+for bit against the eager ops, and a kernel that differs (a compiler may
+round ``log``/``cos`` apart from eager) or fails to compile stays eager.
+The numbers are those of the first version (``int64`` lanes, :func:`mix32`;
+``tests/test_corruption.py`` holds digests of its numbers and a reference
+computation). The integer parts (``M``, ``S``) are bit-identical on every
+device; ``t`` and ``eps`` agree up to float32 rounding of ``log``/``cos``
+between CPU and GPU.
 
 :meth:`SampleRandom.for_batch` is reusable by any per-sample draw (e.g. a
 block-wise mask): pass a ``salt`` so its numbers are not NoiseMIM's. With an
@@ -66,6 +67,7 @@ import torch
 from mmengine.dist import get_dist_info
 from mmengine.logging import MessageHub
 from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 #: ``MessageHub`` runtime info: rank 0's seed, the same on every rank.
 SHARED_SEED_KEY = 'shared_seed'
@@ -151,19 +153,42 @@ def lanes_to_uniform(bits: Tensor) -> Tensor:
     return bits.view(torch.float32).sub_(1 - 2**-24)
 
 
-def uniform_lanes(key: Tensor, stream: int, index_bits: Tensor) -> Tensor:
-    """The uniforms of a batch: ``mix(mix(key ^ stream) ^ index_bits)``.
+def sample_keys(positions: Tensor, state: int) -> Tensor:
+    """The samples' keys: ``mix(mix(p_low ^ state) ^ p_high)``.
+
+    Args:
+        positions (Tensor): ``(B,)`` int64 stream positions.
+        state (int): The seed's state, a signed 32-bit int.
+
+    Returns:
+        Tensor: ``(B,)`` int32 lanes.
+    """
+    key = mix32_lanes(positions.to(torch.int32) ^ state)  # (the low 32 bits)
+    key ^= (positions >> 32).to(torch.int32)
+    return mix32_lanes(key)
+
+
+def _lanes(key: Tensor, stream: int, index_bits: Tensor) -> Tensor:
+    """``mix(mix(key ^ stream) ^ index_bits)``: ``(B, n)`` int32 lanes."""
+    key = mix32_lanes(key ^ stream).unsqueeze(1)
+    return mix32_lanes(key ^ index_bits)
+
+
+def bits_lanes(key: Tensor, stream: int, index_bits: Tensor) -> Tensor:
+    """A batch's 32-bit integers as ``(B, n)`` int64 in ``[0, 2**32)``.
 
     Args:
         key (Tensor): ``(B,)`` int32 lanes, the samples' keys.
         stream (int): The stream as a signed 32-bit int.
         index_bits (Tensor): ``(1, n)`` int32 lanes, ``mix(j ^ salt)``.
-
-    Returns:
-        Tensor: ``(B, n)`` float32 uniforms.
     """
-    key = mix32_lanes(key ^ stream).unsqueeze(1)
-    return lanes_to_uniform(mix32_lanes(key ^ index_bits))
+    return from_lanes(_lanes(key, stream, index_bits))
+
+
+def uniform_lanes(key: Tensor, stream: int, index_bits: Tensor) -> Tensor:
+    """A batch's uniforms, ``(B, n)`` float32 (arguments as
+    :func:`bits_lanes`)."""
+    return lanes_to_uniform(_lanes(key, stream, index_bits))
 
 
 def box_muller(u: Tensor) -> Tensor:
@@ -205,15 +230,16 @@ def _fused(name: str, fn: Callable, *args) -> Tensor:
     device = args[0].device
     wanted = (device.type == 'cuda'
               if _compile_mode is None else _compile_mode)
-    if not wanted or name in _off or torch.compiler.is_compiling():
-        return fn(*args)  # (an outer compile fuses it anyway)
+    if (not wanted or name in _off or torch.compiler.is_compiling()
+            or _get_current_dispatch_mode() is not None):
+        return fn(*args)  # (an outer compile fuses it; a mode sees aten ops)
     try:
         if name not in _compiled:
             _compiled[name] = torch.compile(fn, fullgraph=True)
             _checked.difference_update([k for k in _checked if k[0] == name])
         out = _compiled[name](*args)
         key = (name, device.type) + tuple(
-            tuple(a.shape) if isinstance(a, Tensor) else a for a in args)
+            tuple(a.shape) for a in args if isinstance(a, Tensor))
         if key not in _checked:
             if not torch.equal(out, fn(*args)):
                 raise RuntimeError(f'the compiled {name} differs from eager')
@@ -249,10 +275,7 @@ class SampleRandom:
                              f'{tuple(positions.shape)} {positions.dtype}')
         seed = int(seed) % 2**64
         state = mix32(mix32((seed & _MASK32) ^ 0x9E3779B9) ^ (seed >> 32))
-        # (int64 -> int32 keeps the low 32 bits)
-        key = mix32_lanes(positions.to(torch.int32) ^ signed32(state))
-        key ^= (positions >> 32).to(torch.int32)
-        self.key = mix32_lanes(key)  # (B,) int32 lanes
+        self.key = _fused('keys', sample_keys, positions, signed32(state))
         self.device = positions.device
 
     @property
@@ -313,10 +336,10 @@ class SampleRandom:
         Returns:
             Tensor: ``(B, *shape)`` int64 in ``[0, 2**32)``.
         """
-        key = mix32_lanes(self.key ^ self._stream(stream)).unsqueeze(1)
         index_bits = _index_bits(math.prod(shape), self.device)
-        lanes = mix32_lanes(key ^ index_bits)
-        return from_lanes(lanes).view(self.batch_size, *shape)
+        bits = _fused('bits', bits_lanes, self.key, self._stream(stream),
+                      index_bits)
+        return bits.view(self.batch_size, *shape)
 
     def uniform(self, stream: int, *shape: int) -> Tensor:
         """Uniform float32 numbers in ``(0, 1)`` (23 random bits each, exact).
