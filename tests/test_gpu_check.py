@@ -116,6 +116,15 @@ def test_plan_is_valid(tmp_path, capsys):
         'AmpOptimWrapper', 'bfloat16')
     assert cfg.optim_wrapper.loss_scale == dict(enabled=False)
     assert cfg.train_dataloader.pin_memory is True
+    # Losses are read (a host sync) at iterations 6 and 12 only; the four
+    # profiled iterations (0-based 6-9: 7-10) lie between them.
+    assert cfg.default_hooks.logger.interval == 6
+    profiler = cfg.custom_hooks[-1]
+    assert (profiler['start'], profiler['iters']) == (6, 4)
+    assert gpu.logged(True) == [6, 12] and gpu.logged(False) == [18, 24]
+    odd = gpu_check.Check(gpu_check.parse_args(['--amp', 'bf16', '--iters',
+                                                '5']), 'cuda')
+    assert odd.logged(False) == [6, 8, 10] and odd.profile_window() == (2, 1)
     fp16 = gpu_check.Check(gpu_check.parse_args(['--amp', 'fp16']), 'cuda')
     path.write_text(fp16.derived_config())
     wrapper = Config.fromfile(str(path)).optim_wrapper
