@@ -10,8 +10,9 @@ class NoiseMIMDataPreprocessor(SelfSupDataPreprocessor):
     """mmpretrain's ``SelfSupDataPreprocessor`` that moves only the images.
 
     The stock preprocessor also moves every ``DataSample`` of the batch to
-    the device, one by one (512 per GPU and step for ViT-B, ~15 ms of host
-    time measured on CPU), though pre-training reads none of them. Here the
+    the device, one by one (512 per GPU and step for ViT-B: tens of
+    milliseconds of host time per batch on a CPU), though pre-training reads
+    none of them. Here the
     data samples stay on the host as the loader made them; the images are
     moved (asynchronously by default: with the loader's pinned memory the
     copy does not stall the host), converted and normalised as the stock one
