@@ -6,7 +6,8 @@ a state dict saved from open_clip or ``clip.load(..., jit=False)``, keys
 an mmpretrain ``VisionTransformer`` (``vit.*``) and CLIP's projection
 (``proj``). Nothing is downloaded: ``SRC`` is a local file. Examples::
 
-    # OpenAI CLIP ViT-B/16 -> the teacher of configs/pretrain/dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py
+    # OpenAI CLIP ViT-B/16 -> the teacher of
+    # configs/pretrain/dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py
     python tools/model_converters/clip_to_teacher.py \\
         ViT-B-16.pt data/teachers/clip_vit-b16.pth
 

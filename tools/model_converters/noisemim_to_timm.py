@@ -6,8 +6,8 @@ The result loads with ``strict=True`` into
 the same features as the NoiseMIM backbone. Example::
 
     python tools/model_converters/noisemim_to_timm.py \\
-        work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth noisemim_vit-b_timm.pth \\
-        --check-model vit_base_patch16_224
+        work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth \\
+        noisemim_vit-b_timm.pth --check-model vit_base_patch16_224
 
     model = timm.create_model('vit_base_patch16_224', pretrained=False,
                               num_classes=0)

@@ -8,7 +8,8 @@ prefix='backbone.')`` whether its keys keep the ``backbone.`` prefix or not.
 Example::
 
     python tools/model_converters/publish_checkpoint.py \\
-        work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth noisemim_vit-b_backbone.pth
+        work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth \\
+        noisemim_vit-b_backbone.pth
 """
 import argparse
 import hashlib

@@ -4,8 +4,9 @@
 # LN in the pyramid and the heads ("ln-all"); 2-conv RPN, 4conv1fc box head.
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 
-# A NoiseMIM pre-training checkpoint (configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py) or
-# a published backbone file (tools/model_converters/).
+# A NoiseMIM pre-training checkpoint (of
+# configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py) or a
+# published backbone file (tools/model_converters/).
 pretrained = 'work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth'
 # mmpretrain's LayerNorm2d (channel LayerNorm), named with its scope from
 # this mmdet config.
