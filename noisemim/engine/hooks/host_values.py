@@ -42,11 +42,11 @@ def read_due(runner, batch_idx: int) -> bool:
         if isinstance(hook, LoggerHook) and hook.every_n_inner_iters(
                 batch_idx, hook.interval):
             return True
-        if isinstance(hook, CheckpointHook) and not hook.by_epoch and (
-                hook.every_n_train_iters(runner, hook.interval,
-                                         hook.save_begin) or
-            (hook.save_last and hook.is_last_train_iter(runner))):
-            return True
+        if isinstance(hook, CheckpointHook) and not hook.by_epoch:
+            every = hook.every_n_train_iters(runner, hook.interval,
+                                             hook.save_begin)
+            if every or (hook.save_last and hook.is_last_train_iter(runner)):
+                return True
     return False
 
 
