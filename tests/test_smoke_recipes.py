@@ -266,3 +266,14 @@ def test_make_demo_ends_with_next_commands_that_exist():
     demo = read(osp.join(ROOT, 'configs/pretrain/noisemim_vit-tiny_demo.py'))
     assert f'iter_{demo.train_cfg.max_iters}.pth' in recipe
     assert 'tools/setup_env_pretrain.sh' in recipe
+
+
+def test_tiny_coco_lists_cocos_80_categories():
+    """The tiny COCO set names its categories as COCO 2017 does (the real
+    80-class configs read it unchanged)."""
+    from mmdet.datasets import CocoDataset
+
+    from noisemim.utils.tiny_data import COCO_CLASSES, COCO_IDS, COCO_NAMES
+    assert COCO_NAMES == CocoDataset.METAINFO['classes']
+    assert len(set(COCO_IDS)) == 80 and COCO_IDS[-1] == 90
+    assert set(COCO_CLASSES) <= set(COCO_NAMES)

@@ -20,7 +20,26 @@ PHOTOS = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg',
 # The first ImageNet-1K classes (sorted WordNet ids): labels 0, 1, 2, ...
 IMAGENET_WNIDS = ('n01440764', 'n01443537', 'n01484850', 'n01491361',
                   'n01494475', 'n01496331', 'n01498041', 'n01514668')
-COCO_CLASSES = ('triangle', 'square')
+# COCO 2017's 80 categories with their official ids; the tiny set paints two
+# of them (a triangle: "kite", a square: "tv"), so the real 80-class configs
+# read it unchanged.
+COCO_NAMES = (
+    'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train',
+    'truck', 'boat', 'traffic light', 'fire hydrant', 'stop sign',
+    'parking meter', 'bench', 'bird', 'cat', 'dog', 'horse', 'sheep', 'cow',
+    'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella', 'handbag',
+    'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
+    'baseball bat', 'baseball glove', 'skateboard', 'surfboard',
+    'tennis racket', 'bottle', 'wine glass', 'cup', 'fork', 'knife', 'spoon',
+    'bowl', 'banana', 'apple', 'sandwich', 'orange', 'broccoli', 'carrot',
+    'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
+    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote',
+    'keyboard', 'cell phone', 'microwave', 'oven', 'toaster', 'sink',
+    'refrigerator', 'book', 'clock', 'vase', 'scissors', 'teddy bear',
+    'hair drier', 'toothbrush')
+COCO_IDS = (*range(1, 12), *range(13, 26), 27, 28, *range(31, 45),
+            *range(46, 66), 67, 70, *range(72, 83), *range(84, 91))
+COCO_CLASSES = ('kite', 'tv')  # painted as a triangle and a square
 COCO_SIZE = 96
 ADE20K_SIZE = 64
 
@@ -166,11 +185,11 @@ def write_class_folders(root: str, size: int = 48) -> str:
     return root
 
 
-def _shape(rng: np.random.Generator, kind: str) -> np.ndarray:
+def _shape(rng: np.random.Generator, corners: int) -> np.ndarray:
     """A random triangle or (rotated) square in a COCO_SIZE image."""
     side = rng.uniform(28, 44)
     cx, cy = rng.uniform(side / 2 + 2, COCO_SIZE - side / 2 - 2, size=2)
-    n = 3 if kind == 'triangle' else 4
+    n = corners
     angles = rng.uniform(0, 2 * np.pi) + np.arange(n) * 2 * np.pi / n
     return np.stack([cx + side / 2 * np.cos(angles),
                      cy + side / 2 * np.sin(angles)], 1).astype(np.float32)
@@ -181,7 +200,8 @@ def write_coco_set(root: str,
                    photos: Sequence[str] = PHOTOS[:6],
                    seed: int = 0) -> str:
     """Write scikit-image's photographs (96 px), each with a painted
-    triangle and square, as one COCO instance-segmentation split.
+    triangle ("kite") and square ("tv"), as one COCO instance-segmentation
+    split that lists COCO's 80 categories with their official ids.
 
     Args:
         root (str): The data root.
@@ -200,8 +220,9 @@ def write_coco_set(root: str,
     images, annotations = [], []
     for image_id, name in enumerate(photos, 1):
         canvas = np.ascontiguousarray(photo(name, COCO_SIZE)[..., ::-1])
-        for category_id, kind in enumerate(COCO_CLASSES, 1):
-            poly = _shape(rng, kind)
+        for name, corners in zip(COCO_CLASSES, (3, 4)):
+            category_id = COCO_IDS[COCO_NAMES.index(name)]
+            poly = _shape(rng, corners)
             color = [int(c) for c in rng.integers(0, 256, 3)]
             cv2.fillPoly(canvas, [np.round(poly).astype(np.int32)], color)
             x0, y0 = poly.min(0)
@@ -217,7 +238,7 @@ def write_coco_set(root: str,
         cv2.imwrite(osp.join(root, split, file_name), canvas)
         images.append(dict(id=image_id, file_name=file_name,
                            height=COCO_SIZE, width=COCO_SIZE))
-    categories = [dict(id=i, name=n) for i, n in enumerate(COCO_CLASSES, 1)]
+    categories = [dict(id=i, name=n) for i, n in zip(COCO_IDS, COCO_NAMES)]
     ann_file = osp.join(root, 'annotations', f'instances_{split}.json')
     with open(ann_file, 'w') as f:
         json.dump(dict(images=images, annotations=annotations,
@@ -227,8 +248,9 @@ def write_coco_set(root: str,
 
 def write_coco(root: str) -> str:
     """A COCO 2017 tree (``train2017/``, ``val2017/``,
-    ``annotations/instances_{train,val}2017.json``) of 6 and 4 images with
-    two classes, ``triangle`` and ``square``.
+    ``annotations/instances_{train,val}2017.json``) of 6 and 4 images, each
+    with a "kite" (a triangle) and a "tv" (a square); the files list COCO's
+    80 categories, so the real configs read them unchanged.
 
     Args:
         root (str): The data root (``data/coco`` for the real set).
