@@ -88,6 +88,11 @@ def test_plan_is_valid(tmp_path, capsys):
     assert gpu_check.main(args + ['--dry-run']) == 0
     printed = capsys.readouterr().out
     assert 'models (budget 900 s): ' in printed and '--part loader' in printed
+    # The GPU plan prints without a GPU too.
+    assert gpu_check.main(['--work-dir', str(tmp_path), '--dry-run']) == 0
+    printed = capsys.readouterr().out
+    assert 'models (budget 180 s): ' in printed
+    assert '--batch-size 512' in printed and '--amp bf16' in printed
     check = cpu_check(tmp_path)
     path = tmp_path / 'derived.py'
     path.write_text(check.derived_config())

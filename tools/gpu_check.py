@@ -271,7 +271,8 @@ class Check:
         elif args.amp:
             self.amp = args.amp
         else:
-            self.amp = 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+            self.amp = ('bf16' if not torch.cuda.is_available()  # a plan
+                        or torch.cuda.is_bf16_supported() else 'fp16')
         self.work_dir = osp.abspath(args.work_dir)
         self.train_dir = osp.join(self.work_dir, 'train')
         self.photos = osp.join(self.work_dir, 'photos')
@@ -672,7 +673,8 @@ def run_part_here(args: argparse.Namespace) -> int:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     device = args.device
-    if device == 'cuda' and not torch.cuda.is_available():
+    if device == 'cuda' and not torch.cuda.is_available() and not (
+            args.dry_run):
         fits, sentence = driver_requirement(torch.version.cuda,
                                             driver_version())
         print('gpu-check: no CUDA device (torch.cuda.is_available() is False'
