@@ -20,6 +20,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 # The names mmdet's projects/ViTDet/vitdet registers (its __init__.py),
 # by mmdet registry; 'Compresssion' is the project's own spelling.
 VITDET_NAMES = {
@@ -50,7 +52,7 @@ with DefaultScope.overwrite_default_scope('mmdet'):
                 standins[name], name
     fpn = MODELS.get('NoiseMIMSimpleFPN')
     vitdet = MODELS.get('mmpretrain.NoiseMIMViTDet')
-print(json.dumps([fpn.__module__, vitdet.__module__]))
+print('VITDET ' + json.dumps([fpn.__module__, vitdet.__module__]))
 '''
 
 
@@ -63,23 +65,25 @@ def run_python(code: str) -> str:
     return result.stdout
 
 
-def test_noisemim_and_the_vitdet_project_in_one_process():
-    orders = {
-        'noisemim first': 'import noisemim\n' + REGISTER_VITDET + CHECK,
-        'ViTDet first': REGISTER_VITDET + 'import noisemim\n' + CHECK,
-    }
-    # both at once: two fresh interpreters on two cores
-    procs = {
-        order: subprocess.Popen([sys.executable, '-c', code],
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env=dict(os.environ, OMP_NUM_THREADS='1'))
-        for order, code in orders.items()
-    }
-    for order, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, f'{order}:\n{err[-4000:]}'
-        assert json.loads(out.strip().splitlines()[-1]) == [
+def tagged(stdout: str, tag: str):
+    """The JSON a script printed after ``tag``."""
+    line, = [x for x in stdout.splitlines() if x.startswith(tag + ' ')]
+    return json.loads(line[len(tag) + 1:])
+
+
+@pytest.fixture(scope='module')
+def noisemim_first() -> str:
+    """One interpreter: the registries walked before and after importing
+    noisemim and all of its modules (:data:`REGISTERED`), then the ViTDet
+    project's names registered after noisemim's."""
+    return run_python(REGISTERED + REGISTER_VITDET + CHECK)
+
+
+def test_noisemim_and_the_vitdet_project_in_one_process(noisemim_first):
+    fresh = run_python(REGISTER_VITDET + 'import noisemim\n' + CHECK)
+    for order, stdout in (('noisemim first', noisemim_first),
+                          ('ViTDet first', fresh)):
+        assert tagged(stdout, 'VITDET') == [
             'noisemim.models.necks.simple_fpn',
             'noisemim.models.backbones.vitdet'
         ], order
@@ -140,7 +144,7 @@ after = names()
 upstream = {}
 for (kind, _, _, key) in before:
     upstream.setdefault(kind, set()).add(key)
-print(json.dumps([
+print('REGISTERED ' + json.dumps([
     dict(kind=kind, scope=scope, registry=name, key=key,
          module=getattr(obj, '__module__', ''),
          qualname=getattr(obj, '__qualname__', ''),
@@ -163,8 +167,8 @@ def own_name(entry: dict) -> bool:
                 and cls == name + 'Init'))
 
 
-def test_every_name_noisemim_registers_is_its_own():
-    entries = json.loads(run_python(REGISTERED).strip().splitlines()[-1])
+def test_every_name_noisemim_registers_is_its_own(noisemim_first):
+    entries = tagged(noisemim_first, 'REGISTERED')
     print('\n'.join(f"{e['scope']}::{e['registry']}: {e['key']} "
                     f"({e['module']}.{e['qualname']})" for e in entries))
     found = {(e['scope'], e['registry'], e['key']) for e in entries}
