@@ -261,6 +261,7 @@ def test_model_rows_report_failures_and_mfu(tmp_path):
                     memory=dict(peak=1., model=1., reserved=2048.),
                     flops=dict(total=512 * 110e9, without_disruption=1.))
     results = dict(batch_size=512, device_name='NVIDIA H100 80GB HBM3',
+                   config='configs/pretrain/noisemim_vit-base-p16_8xb512.py',
                    models={'NoiseMIM': model(0.2),
                            'SimMIM-style ViT': model(0.1),
                            'MAE': dict(error='CUDA out of memory')})
@@ -271,6 +272,8 @@ def test_model_rows_report_failures_and_mfu(tmp_path):
     assert noisemim.startswith('2560 images/s, step 200.0 ms at batch 512')
     assert '110 GFLOP/image' in noisemim
     assert f'MFU {512 * 110e9 / 0.2 / 989.4e12:.1%}' in noisemim
+    nominal = 3 * 35.9e9 * 512 / 0.2 / 989.4e12
+    assert f'MFU at 3 x 35.9 GFLOP/image {nominal:.1%}' in noisemim
     assert rows['models: MAE']['result'] == 'FAILED'
 
 

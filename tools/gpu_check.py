@@ -69,6 +69,9 @@ MIN_DRIVER = {13: 580, 12: 525, 11: 450}
 #: between two logging iterations (where the losses are read: a host sync).
 PROFILE_ITERS = 4
 COLUMNS = ('check', 'result', 'seconds', 'measured')
+#: ViT-B/16's forward at 224 px, FLOP per image (multiply-adds count 2); a
+#: training step's is counted as 3x that (the yardstick of docs/gpu.md).
+VIT_B16_FORWARD_FLOP = 35.9e9
 
 # Points a pre-training config at JPEG photographs for a few iterations with
 # a constant learning rate; the model, image size, pipeline and optimizer
@@ -574,6 +577,9 @@ def model_rows(path: str) -> List[Dict[str, str]]:
                          f'counted), {rate / 1e12:.0f} TFLOP/s')
             if peak:
                 parts.append(f'MFU {rate / peak:.1%}')
+        if peak and 'vit-base-p16' in results.get('config', ''):
+            nominal = 3 * VIT_B16_FORWARD_FLOP * batch / m['median'] / peak
+            parts.append(f'MFU at 3 x 35.9 GFLOP/image {nominal:.1%}')
         memory = m.get('memory', {})
         if 'reserved' in memory:
             parts.append(f'{memory["reserved"] / 1024:.1f} GiB reserved')
