@@ -34,8 +34,9 @@ def link_mim_files(package_dir: str = osp.join(ROOT, 'noisemim'),
     """Make ``<package_dir>/.mim/`` hold relative links to the configs,
     tools and model index of ``source_dir`` (an editable install).
 
-    Idempotent: old links or copies are replaced. Where links cannot be made
-    (e.g. Windows without the privilege), the files are copied.
+    Idempotent: correct links are kept, anything else there (copies, other
+    links) is replaced. Where links cannot be made (e.g. Windows without the
+    privilege), the files are copied.
 
     Args:
         package_dir (str): The ``noisemim`` package folder.
@@ -43,7 +44,7 @@ def link_mim_files(package_dir: str = osp.join(ROOT, 'noisemim'),
             ``model-index.yml``.
 
     Returns:
-        List[str]: The paths made under ``.mim``.
+        List[str]: The paths under ``.mim``.
     """
     mim_dir = osp.join(package_dir, '.mim')
     os.makedirs(mim_dir, exist_ok=True)
@@ -53,13 +54,16 @@ def link_mim_files(package_dir: str = osp.join(ROOT, 'noisemim'),
         if not osp.exists(src):
             raise FileNotFoundError(f'{src} is missing: an OpenMMLab package '
                                     f'ships {", ".join(MIM_FILES)}')
+        target = osp.relpath(src, mim_dir)
+        made.append(dst)
+        if osp.islink(dst) and os.readlink(dst) == target:
+            continue  # already linked (nothing removed: safe to call often)
         _remove(dst)
         try:
-            os.symlink(osp.relpath(src, mim_dir), dst)
+            os.symlink(target, dst)
         except OSError:
             warnings.warn(f'cannot link {dst} to {src}; copying it instead')
             _copy(src, dst)
-        made.append(dst)
     return made
 
 
