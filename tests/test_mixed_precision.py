@@ -226,3 +226,14 @@ def test_a_training_step_runs_under_bf16_autocast_on_the_cpu():
     for key in ('loss_mim', 'loss_denoise'):
         assert float(log_vars[key]) == pytest.approx(float(fp32[key]),
                                                      rel=0.05), key
+
+
+def test_benchmark_takes_precision_or_amp_not_both():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'noisemim_benchmark_tool', osp.join(ROOT, 'tools/benchmark.py'))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    assert benchmark.parse_args(['--precision', 'bf16']).precision == 'bf16'
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(['--precision', 'bf16', '--amp', 'none'])
