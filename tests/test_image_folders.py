@@ -14,7 +14,7 @@ from train_tool import (DEMO, ROOT, VIT_B, build_config, imagenet_folder,
 
 import noisemim  # noqa: F401
 from noisemim.analysis.images import image_paths
-from noisemim.datasets import ImageFolder
+from noisemim.datasets import NoiseMIMImageFolder
 from noisemim.study.protocol import apply_protocol
 from noisemim.utils.launch import check_data_roots
 
@@ -27,21 +27,21 @@ def paths_of(dataset) -> set:
 
 def test_image_folder_reads_every_layout(tmp_path):
     plain = plain_folder(str(tmp_path / 'plain'))
-    dataset = ImageFolder(str(tmp_path / 'plain'),
+    dataset = NoiseMIMImageFolder(str(tmp_path / 'plain'),
                           pipeline=[dict(type='LoadImageFromFile')])
     assert paths_of(dataset) == {osp.normpath(p) for p in plain}
     for i in range(len(dataset)):  # jpg, png, webp, bmp all decode
         assert dataset[i]['img'].shape == (30, 40, 3)
 
     imagenet = imagenet_folder(str(tmp_path / 'in3'))  # 3 classes, no meta
-    assert paths_of(ImageFolder(str(tmp_path / 'in3'))) == {
+    assert paths_of(NoiseMIMImageFolder(str(tmp_path / 'in3'))) == {
         osp.normpath(p) for p in imagenet}  # train/ only, val/ left out
     # its class-folder root itself
-    assert paths_of(ImageFolder(str(tmp_path / 'in3' / 'train'))) == {
+    assert paths_of(NoiseMIMImageFolder(str(tmp_path / 'in3' / 'train'))) == {
         osp.normpath(p) for p in imagenet}
     # with meta/train.txt: the list is read (it leaves the last image out)
     listed = imagenet_folder(str(tmp_path / 'meta'), meta=True)
-    with_meta = ImageFolder(str(tmp_path / 'meta'))
+    with_meta = NoiseMIMImageFolder(str(tmp_path / 'meta'))
     assert paths_of(with_meta) == {osp.normpath(p) for p in listed[:-1]}
     assert 'gt_label' not in with_meta.get_data_info(0)
 
@@ -51,7 +51,7 @@ def test_empty_or_missing_folders_name_both_forms(tmp_path):
     (tmp_path / 'empty' / 'sub' / 'readme.txt').write_text('no images')
     for root in (tmp_path / 'empty', tmp_path / 'missing'):
         with pytest.raises(FileNotFoundError) as error:
-            ImageFolder(str(root))
+            NoiseMIMImageFolder(str(root))
         assert all(form in str(error.value) for form in BOTH_FORMS)
         assert str(root) in str(error.value)
     cfg = Config.fromfile(VIT_B)
@@ -88,7 +88,7 @@ def test_vit_b_config_pretrains_on_any_folder(tmp_path, layout):
     work_dir = tmp_path / 'wd'
     log = run_train(tiny_vit_b(tmp_path), work_dir, '--data-root', data)
     folder = data if layout == 'plain' else osp.join(data, 'train')
-    assert f'ImageFolder: {len(images)} images in {folder}' in log
+    assert f'NoiseMIMImageFolder: {len(images)} images in {folder}' in log
     assert f'--data-root {data}: pre-training on its images' in log
     assert 'num_workers=0' in log and 'persistent_workers is switched off' in log
     assert 'Precision: ' in log
@@ -106,7 +106,7 @@ def test_demo_config_takes_a_data_root(tmp_path):
         'train_cfg.max_iters=2', 'train_dataloader.batch_size=2',
         'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1'
     ])
-    assert f'ImageFolder: 4 images in {osp.join(data, "train")}' in log
+    assert f'NoiseMIMImageFolder: 4 images in {osp.join(data, "train")}' in log
     assert "in place of the config's EmbeddedPhotos" in log
     assert len(loss_records(work_dir)) == 2
 
@@ -127,7 +127,7 @@ def test_config_override_is_the_same_as_the_flag(tmp_path):
     assert len(dataset) == len(images)
     flagged, _ = build_config(VIT_B, tmp_path / 'wd', '--data-root', data)
     assert flagged.train_dataloader.dataset.data_root == data
-    assert flagged.train_dataloader.dataset.dataset_type == 'ImageFolder'
+    assert flagged.train_dataloader.dataset.dataset_type == 'NoiseMIMImageFolder'
     assert not os.path.exists(tmp_path / 'wd')  # the Runner makes it
 
 
@@ -140,7 +140,7 @@ def test_study_and_analysis_take_the_same_folders(tmp_path):
     # study: the protocol's pretrain_dataset (--protocol-options)
     cell = Config.fromfile(DEMO)
     protocol = Config(dict(cell_options={}, pretrain_dataset=dict(
-        type='ImageFolder', data_root=str(tmp_path / 'plain'))))
+        type='NoiseMIMImageFolder', data_root=str(tmp_path / 'plain'))))
     apply_protocol(cell, protocol)
     dataset = DATASETS.build(cell.train_dataloader.dataset)
     assert len(dataset) == len(plain)

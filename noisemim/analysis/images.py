@@ -40,7 +40,7 @@ def image_paths(folder: Optional[str] = None,
         if not osp.isdir(folder):
             raise FileNotFoundError(f'image folder {folder!r} does not exist')
         # the folders pre-training reads: ImageNet layout (its train/) or
-        # images in any nesting (noisemim.datasets.ImageFolder)
+        # images in any nesting (noisemim.datasets.NoiseMIMImageFolder)
         root = osp.join(folder, resolve_layout(folder)[0])
         paths = sorted(
             osp.join(d, n) for d, _, names in os.walk(root, followlinks=True)

@@ -2,7 +2,7 @@ from .device_decode import (DeviceDecodeDataPreprocessor, LoadImageBytes,
                             PackEncodedInputs, RandomFlipFlag,
                             RandomResizedCropParams)
 from .embedded_photos import EmbeddedPhotos
-from .image_folder import ImageFolder
+from .image_folder import NoiseMIMImageFolder
 from .inaturalist import INaturalist
 from .nabirds import NABirds
 from .skip_bad_samples import (BadSampleError, SkipBadSamples,
@@ -11,6 +11,6 @@ from .skip_bad_samples import (BadSampleError, SkipBadSamples,
 __all__ = [
     'BadSampleError', 'DeviceDecodeDataPreprocessor', 'LoadImageBytes',
     'PackEncodedInputs', 'RandomFlipFlag', 'RandomResizedCropParams',
-    'EmbeddedPhotos', 'ImageFolder', 'INaturalist', 'NABirds',
+    'EmbeddedPhotos', 'NoiseMIMImageFolder', 'INaturalist', 'NABirds',
     'SkipBadSamples', 'TooManyBadSamplesError'
 ]

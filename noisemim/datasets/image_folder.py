@@ -1,7 +1,7 @@
 """Pre-training images from any folder: ImageNet layout or a plain folder.
 
 mmpretrain's ``ImageNet`` needs ``meta/{split}.txt`` or exactly its 1000
-class folders, and ``CustomDataset`` takes no ``split``; :class:`ImageFolder`
+class folders, and ``CustomDataset`` takes no ``split``; :class:`NoiseMIMImageFolder`
 takes whatever folder of images a user has and serves the images without
 labels (pre-training needs none). It is mmpretrain's ``CustomDataset``
 (``with_label=False``: a recursive, case-insensitive scan), with the folder
@@ -18,7 +18,7 @@ from mmpretrain.registry import DATASETS
 #: Image extensions read (compared in lower case: .JPEG, .Png, ... count).
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.ppm', '.pgm',
                     '.tif', '.tiff')
-#: The folder forms :class:`ImageFolder` reads, for error messages.
+#: The folder forms :class:`NoiseMIMImageFolder` reads, for error messages.
 LAYOUTS = (
     'an ImageNet-layout folder, <root>/train/<class>/*.JPEG (with or '
     'without <root>/meta/train.txt, any number of classes), or any folder of '
@@ -57,7 +57,7 @@ def resolve_layout(data_root: str, split: str = 'train') -> Tuple[str, str,
 
 
 @DATASETS.register_module()
-class ImageFolder(CustomDataset):
+class NoiseMIMImageFolder(CustomDataset):
     """Unlabelled images of a folder, in any of these layouts:
 
     1. ImageNet: ``<root>/<split>/<class>/*.JPEG``, with or without
@@ -121,7 +121,7 @@ class ImageFolder(CustomDataset):
         if not data_list:
             raise FileNotFoundError(f'{self.ann_file!r} lists no images')
         MMLogger.get_current_instance().info(
-            f'ImageFolder: {len(data_list)} images in {self.img_prefix} '
+            f'NoiseMIMImageFolder: {len(data_list)} images in {self.img_prefix} '
             f'({self.layout}).')
         return data_list
 

@@ -25,7 +25,7 @@ DATA_HINTS = {
     '<root>/annotations/instances_{train,val}2017.json (see docs/transfer.md, "Data layouts").',
     'CustomDataset': 'a folder of images, <root>/*.jpg (or <root>/<class>/*.jpg '
     'with labels), as mmpretrain\'s CustomDataset reads it.',
-    'ImageFolder': LAYOUTS + '; tools/train.py --data-root DIR takes it.',
+    'NoiseMIMImageFolder': LAYOUTS + '; tools/train.py --data-root DIR takes it.',
     'ADE20KDataset': 'ADE20K (ADEChallengeData2016): <root>/images/{training,'
     'validation}/*.jpg and <root>/annotations/{training,validation}/*.png '
     '(see docs/transfer.md, "Data layouts").',
@@ -51,7 +51,7 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
 
     Raises:
         FileNotFoundError: A dataset's ``data_root`` does not exist, or an
-            ``ImageFolder`` root holds no image.
+            ``NoiseMIMImageFolder`` root holds no image.
     """
     for name in loaders:
         loader = cfg.get(name)
@@ -69,7 +69,7 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
                     f'{kind or "?"} does not exist. Prepare it as {hint} Or '
                     f'point the config at it, e.g. --cfg-options '
                     f'{name}.dataset.data_root=/path/to/data')
-            if kind == 'ImageFolder' and root and dataset.get(
+            if kind == 'NoiseMIMImageFolder' and root and dataset.get(
                     'data_prefix') is None:
                 folder = osp.join(root,
                                   resolve_layout(root,

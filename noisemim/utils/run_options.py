@@ -38,7 +38,7 @@ def use_image_folder(cfg: Config, data_root: str) -> str:
     """``--data-root DIR``: pre-train on the images of ``DIR``.
 
     The training dataset (inside ``SkipBadSamples`` and other wrappers)
-    becomes :class:`noisemim.datasets.ImageFolder` on ``DIR``, keeping its
+    becomes :class:`noisemim.datasets.NoiseMIMImageFolder` on ``DIR``, keeping its
     pipeline: an ImageNet-layout folder (``DIR/train/<class>/*``, with or
     without ``meta/``) or any folder of images.
 
@@ -77,15 +77,15 @@ def use_image_folder(cfg: Config, data_root: str) -> str:
     }
     node.clear()
     node.update(kept)
-    node.update({type_key: 'ImageFolder', 'data_root': data_root,
+    node.update({type_key: 'NoiseMIMImageFolder', 'data_root': data_root,
                  'split': split})
     layout = (resolve_layout(data_root, split)[2]
               if osp.isdir(data_root) else 'missing')
     same = (f'the same as --cfg-options {path}.data_root={data_root}'
-            if before == 'ImageFolder' else
+            if before == 'NoiseMIMImageFolder' else
             f"in place of the config's {before}, its pipeline kept")
     return (f'--data-root {data_root}: pre-training on its images '
-            f'(ImageFolder, {layout}); {same}.')
+            f'(NoiseMIMImageFolder, {layout}); {same}.')
 
 
 def fit_dataloader_workers(cfg: Config,

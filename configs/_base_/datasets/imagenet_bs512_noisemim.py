@@ -1,10 +1,10 @@
 # Pre-training images: ImageNet-1K in data/imagenet/ (train/<class>/*.JPEG,
 # meta/train.txt read when present) or any other folder of images, with
 # tools/train.py --data-root DIR or --cfg-options
-# train_dataloader.dataset.data_root=DIR (ImageFolder: noisemim/datasets/
+# train_dataloader.dataset.data_root=DIR (NoiseMIMImageFolder: noisemim/datasets/
 # image_folder.py; no labels used). mmpretrain's ImageNet works too
 # (train_dataloader.dataset.dataset_type=ImageNet; needs meta/ or 1000 classes).
-dataset_type = 'ImageFolder'
+dataset_type = 'NoiseMIMImageFolder'
 data_root = 'data/imagenet/'
 data_preprocessor = dict(
     type='NoiseMIMDataPreprocessor',  # moves only the images

@@ -31,7 +31,7 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     # train/ of an ImageNet-layout folder, or any folder of images
     dataset=dict(
-        type='ImageFolder',
+        type='NoiseMIMImageFolder',
         data_root=data_root,
         split='train',
         pipeline=train_pipeline))
