@@ -108,7 +108,7 @@ def test_auto_scale_lr_counts_accumulative_counts(tmp_path, monkeypatch):
         'optim_wrapper.accumulative_counts=2',
         'auto_scale_lr.base_batch_size=16'
     ])
-    cfg = tool.build_config(tool.parse_args())
+    cfg, _ = tool.build_config(tool.parse_args())
     base_lr = cfg.optim_wrapper.optimizer.lr
     runner = Runner.from_cfg(cfg)
     wrapper = runner.build_optim_wrapper(runner.optim_wrapper)
@@ -143,7 +143,8 @@ def test_runner_with_accumulation_logs_the_losses_of_the_double_batch(
             'default_hooks.logger.interval=1', 'log_processor.window_size=1',
             f'default_hooks.checkpoint.interval={iters}', *SAME_PIXELS
         ])
-        Runner.from_cfg(tool.build_config(tool.parse_args())).train()
+        cfg, _ = tool.build_config(tool.parse_args())
+        Runner.from_cfg(cfg).train()
         return logged_losses(work_dir)
 
     double, split = run('double', 8, 1, 2), run('split', 4, 2, 4)
