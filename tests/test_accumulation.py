@@ -169,7 +169,10 @@ def test_bad_accumulative_counts_is_named(value):
 # Per-sample activation memory in bf16 (docs/gpu.md): ViT-B measured, ViT-L
 # estimated from it; an 80 GB GPU keeps at least 10 GB free for weights,
 # AdamW states, the allocator and the data.
-MB_PER_SAMPLE = {'noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py': 92, 'noisemim_vit-large-p16_8xb128-accu4-amp-coslr-400e_in1k.py': 245}
+MB_PER_SAMPLE = {
+    'noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py': 92,
+    'noisemim_vit-large-p16_8xb128-accu4-amp-coslr-400e_in1k.py': 245,
+}
 
 
 @pytest.mark.parametrize('name', sorted(MB_PER_SAMPLE))

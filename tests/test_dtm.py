@@ -143,7 +143,8 @@ def test_missing_teacher_file_names_it_and_the_converter(tmp_path):
     assert missing in str(err.value)
     assert 'clip_to_teacher.py' in str(err.value)
     cfg = Config.fromfile(osp.join(ROOT,
-                                   'configs/pretrain/dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
+                                   'configs/pretrain/'
+                                   'dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
     with pytest.raises(FileNotFoundError, match='data/teachers/clip_vit-b16'):
         MODELS.build(cfg.model)
 
@@ -351,7 +352,8 @@ def test_timm_teacher_loads_a_local_state_dict(tmp_path):
 
 def test_configs_follow_the_paper():
     cfg = Config.fromfile(osp.join(ROOT,
-                                   'configs/pretrain/dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
+                                   'configs/pretrain/'
+                                   'dtm_vit-base-p16_8xb256-amp-coslr-300e_in1k.py'))
     assert cfg.train_cfg.max_epochs == 300
     assert cfg.model.morphing.num_merge_range == (0, 196)
     assert cfg.model.morphing.iters_range == (1, 14)

@@ -28,7 +28,7 @@ def paths_of(dataset) -> set:
 def test_image_folder_reads_every_layout(tmp_path):
     plain = plain_folder(str(tmp_path / 'plain'))
     dataset = NoiseMIMImageFolder(str(tmp_path / 'plain'),
-                          pipeline=[dict(type='LoadImageFromFile')])
+                                  pipeline=[dict(type='LoadImageFromFile')])
     assert paths_of(dataset) == {osp.normpath(p) for p in plain}
     for i in range(len(dataset)):  # jpg, png, webp, bmp all decode
         assert dataset[i]['img'].shape == (30, 40, 3)

@@ -12,6 +12,7 @@ import noisemim  # noqa: F401
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DEMO = osp.join(ROOT, 'configs/pretrain/noisemim_vit-tiny_demo.py')
+VIT_B_CONFIG = 'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'
 
 
 def read_scalars(work_dir: str) -> list:
@@ -41,7 +42,7 @@ def test_demo_pretraining_loss_falls(tmp_path):
 
 
 def test_vit_b_config_builds_and_steps():
-    cfg = Config.fromfile(osp.join(ROOT, 'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'))
+    cfg = Config.fromfile(osp.join(ROOT, VIT_B_CONFIG))
     model = MODELS.build(cfg.model)
     model.init_weights()
     assert model.backbone.embed_dims == 768 and len(model.backbone.layers) == 12
@@ -59,7 +60,7 @@ def test_missing_data_root_names_the_path_and_both_forms(tmp_path):
     missing = tmp_path / 'no_imagenet'
     cmd = [
         sys.executable, osp.join(ROOT, 'tools/train.py'),
-        osp.join(ROOT, 'configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py'), '--work-dir',
+        osp.join(ROOT, VIT_B_CONFIG), '--work-dir',
         str(tmp_path / 'wd'), '--cfg-options',
         f'train_dataloader.dataset.data_root={missing}'
     ]

@@ -28,8 +28,8 @@ from noisemim.utils.launch import (add_common_args, check_data_roots,
                                    load_config, setup_distributed,
                                    shutdown_distributed)
 from noisemim.utils.run_options import (disable_validation,
-                                       fit_dataloader_workers, resolve_resume,
-                                       use_image_folder)
+                                        fit_dataloader_workers,
+                                        resolve_resume, use_image_folder)
 from noisemim.utils.tensorboard import add_tensorboard_backend
 
 

@@ -26,8 +26,8 @@ LAYOUTS = (
     'folders or not; no labels needed)')
 
 
-def resolve_layout(data_root: str, split: str = 'train') -> Tuple[str, str,
-                                                                   str]:
+def resolve_layout(data_root: str,
+                   split: str = 'train') -> Tuple[str, str, str]:
     """Where the images of ``data_root`` are and how they are listed.
 
     Args:

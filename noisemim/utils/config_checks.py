@@ -81,8 +81,8 @@ def _registry(scope: str):
     return MODELS
 
 
-def _typed_parts(model: dict, prefix: str = 'model') -> Iterator[Tuple[str,
-                                                                      dict]]:
+def _typed_parts(model: dict,
+                 prefix: str = 'model') -> Iterator[Tuple[str, dict]]:
     """The model config and its direct parts that name a ``type``."""
     yield prefix, model
     for key, value in model.items():

@@ -6,7 +6,8 @@
 # embedding is resized to the 32x32 grid of 512 px when the weights load.
 _base_ = 'mmseg::_base_/models/upernet_mae.py'
 
-# A NoiseMIM pre-training checkpoint (configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py) or
+# A NoiseMIM pre-training checkpoint
+# (configs/pretrain/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k.py) or
 # a published backbone file (tools/model_converters/).
 pretrained = 'work_dirs/noisemim_vit-base-p16_8xb512-amp-coslr-400e_in1k/epoch_400.pth'
 model = dict(
