@@ -17,7 +17,7 @@ CELLS = sorted(
     osp.basename(p)[:-3] for p in glob.glob(osp.join(STUDY, '*.py')))
 NAME = re.compile(r'^(maskonly_(encoder|decoder)|(substitutive|conjunctive)_'
                   r'(encoder_(pixel|feature_l\d+)|decoder_pixel)|'
-                  r'conjunctive_encoder_feature_l2_(nodisruption|nodenoise|hard|'
+                  r'conjunctive_encoder_feature_l2_(nodisruption|nodenoise|highnoise|hard|'
                   r'target_(feature|noise|pixel)))$')
 
 

@@ -21,7 +21,8 @@ principle_cells = [
     'imagenet100/conjunctive_encoder_feature_l0',
     'imagenet100/conjunctive_encoder_feature_l2_target_feature',
     'imagenet100/conjunctive_encoder_feature_l2_target_noise',
-    'imagenet100/conjunctive_encoder_feature_l2_nodenoise'
+    'imagenet100/conjunctive_encoder_feature_l2_nodenoise',
+    'imagenet100/conjunctive_encoder_feature_l2_highnoise'
 ]
 # 200 epochs x 126,689 images / batch 256.
 iters = 99000

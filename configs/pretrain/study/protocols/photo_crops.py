@@ -23,15 +23,16 @@ cells = [
 # (added by --principles): (1) without the disentanglement, or a hard one;
 # (2) pixel instead of feature noise, and noise at block 0 instead of 2;
 # the denoising target, which paper A does not state (clean features or the
-# noise instead of clean pixels), and the noise kept without its denoising
-# loss (docs/method.md).
+# noise instead of clean pixels), the noise kept without its denoising loss,
+# and high noise levels only (docs/method.md).
 principle_cells = [
     'conjunctive_encoder_feature_l2_nodisruption',
     'conjunctive_encoder_feature_l2_hard', 'conjunctive_encoder_pixel',
     'conjunctive_encoder_feature_l0',
     'conjunctive_encoder_feature_l2_target_feature',
     'conjunctive_encoder_feature_l2_target_noise',
-    'conjunctive_encoder_feature_l2_nodenoise'
+    'conjunctive_encoder_feature_l2_nodenoise',
+    'conjunctive_encoder_feature_l2_highnoise'
 ]
 iters = 1200
 seeds = [0, 1, 2]
