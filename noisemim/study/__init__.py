@@ -17,7 +17,8 @@ from .report import (CellSummary, beats, plot_analyses, plot_curves,
                      plot_summaries, summarize, write_markdown)
 
 __all__ = [
-    'analyze_cell', 'cell_loss_gradients', 'set_budget', 'ProbeCurveHook', 'SklearnDigits', 'FormattedOnceConfig',
+    'analyze_cell', 'cell_loss_gradients', 'set_budget', 'ProbeCurveHook',
+    'SklearnDigits', 'FormattedOnceConfig',
     'PhotoCrops', 'default_photos', 'ProbeResult', 'ProbeSet', 'encode',
     'extract_features', 'probe_features', 'apply_protocol', 'load_protocol',
     'CellSummary', 'beats', 'plot_analyses', 'plot_curves', 'plot_summaries', 'summarize',
