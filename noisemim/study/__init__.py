@@ -21,6 +21,6 @@ __all__ = [
     'SklearnDigits', 'FormattedOnceConfig',
     'PhotoCrops', 'default_photos', 'ProbeResult', 'ProbeSet', 'encode',
     'extract_features', 'probe_features', 'apply_protocol', 'load_protocol',
-    'CellSummary', 'beats', 'plot_analyses', 'plot_curves', 'plot_summaries', 'summarize',
-    'write_markdown'
+    'CellSummary', 'beats', 'plot_analyses', 'plot_curves', 'plot_summaries',
+    'summarize', 'write_markdown'
 ]
