@@ -27,6 +27,9 @@ def train_tool():
     return tool
 
 
+_last_start = 0  # the second the last run_train started in
+
+
 def run_train(config: str, work_dir: str, *args: str,
               cfg_options: Sequence[str] = ()) -> str:
     """Train through ``tools/train.py``'s ``main()``; returns the run's log.
@@ -40,6 +43,12 @@ def run_train(config: str, work_dir: str, *args: str,
     Returns:
         str: The text of the run's log file.
     """
+    # mmengine names a run's log folder by the second it starts in: two
+    # in-process runs within one second would share it (and its scalars).
+    global _last_start
+    while int(time.time()) == _last_start:
+        time.sleep(0.05)
+    _last_start = int(time.time())
     old, sys.argv = sys.argv, [
         'train.py', config, '--work-dir', str(work_dir), *args,
         '--cfg-options', f'experiment_name=t{time.time_ns()}', *cfg_options
