@@ -33,7 +33,8 @@ def _on_cpu(event) -> bool:
     return getattr(event.device_type, 'name', str(event.device_type)) == 'CPU'
 
 
-def _descendants(event) -> Iterable:
+def descendants(event) -> Iterable:
+    """Every profiler event below ``event`` on the CPU side (depth first)."""
     stack = list(event.cpu_children)
     while stack:
         child = stack.pop()
@@ -121,7 +122,7 @@ def range_shares(events: Sequence, names: Sequence[str],
     for name in names:
         ranges = [e for e in events if e.name == name and _on_cpu(e)]
         forward = sum(_cost(e, device_time) for e in ranges)
-        inside: Set[int] = {id(d) for r in ranges for d in _descendants(r)}
+        inside: Set[int] = {id(d) for r in ranges for d in descendants(r)}
         nodes: List = [
             e for e in backward_events
             if creators.get((e.fwd_thread, e.sequence_nr)) in inside

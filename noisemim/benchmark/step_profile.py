@@ -17,6 +17,8 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
+from .profiling import descendants
+
 #: ``torch.optim.Optimizer`` wraps every ``step`` in this range.
 OPTIMIZER_RANGE = 'Optimizer.step#'
 #: CUDA runtime/driver calls that launch a kernel.
@@ -105,14 +107,6 @@ def idle_summary(intervals: Iterable[Interval], iterations: int,
                 largest_gaps_ms=[g / 1e3 for g in gaps[:largest]])
 
 
-def _descendants(event) -> Iterable:
-    stack = list(event.cpu_children)
-    while stack:
-        child = stack.pop()
-        yield child
-        stack.extend(child.cpu_children)
-
-
 def optimizer_summary(events: Sequence, steps: int) -> Dict[str, float]:
     """What one optimizer step costs the host, from the profiler's events.
 
@@ -130,7 +124,7 @@ def optimizer_summary(events: Sequence, steps: int) -> Dict[str, float]:
               and _device_name(e) == 'CPU']
     aten = launches = 0
     for r in ranges:
-        for d in _descendants(r):
+        for d in descendants(r):
             if d.name in LAUNCHES:
                 launches += 1
             elif d.name.startswith('aten::'):

@@ -47,19 +47,19 @@ def _moved(path: str, old_root: str, new_root: str) -> str:
     return new_root if rel == '.' else osp.join(new_root, rel)
 
 
-def _datasets(cfg: Any) -> Iterator[dict]:
+def iter_datasets(cfg: Any) -> Iterator[dict]:
     """A dataset config and the datasets it wraps (``dataset``/``datasets``)."""
     if not isinstance(cfg, dict):
         return
     yield cfg
-    yield from _datasets(cfg.get('dataset'))
+    yield from iter_datasets(cfg.get('dataset'))
     for child in cfg.get('datasets', None) or []:
-        yield from _datasets(child)
+        yield from iter_datasets(child)
 
 
 def _loader_root(cfg: Config, loader: str) -> Optional[str]:
     """The first ``data_root`` of a dataloader's (possibly wrapped) dataset."""
-    for dataset in _datasets((cfg.get(loader) or {}).get('dataset')):
+    for dataset in iter_datasets((cfg.get(loader) or {}).get('dataset')):
         if dataset.get('data_root'):
             return dataset['data_root']
     return None
@@ -95,7 +95,7 @@ def follow_data_root(cfg: Config, original: Config,
         for loader in LOADERS:
             if _set_by_user(options, f'{loader}.dataset'):
                 continue
-            for dataset in _datasets((cfg.get(loader) or {}).get('dataset')):
+            for dataset in iter_datasets((cfg.get(loader) or {}).get('dataset')):
                 root = dataset.get('data_root')
                 if isinstance(root, str) and _under(root, old_top):
                     dataset['data_root'] = _moved(root, old_top, new_top)

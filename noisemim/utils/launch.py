@@ -5,7 +5,7 @@ import logging
 import os
 import os.path as osp
 import sys
-from typing import Iterator, Optional
+from typing import Optional
 
 import torch
 import torch.distributed as dist
@@ -13,6 +13,7 @@ from mmengine.config import Config, DictAction
 
 from ..datasets.image_folder import IMAGE_EXTENSIONS, LAYOUTS, resolve_layout
 from .config_checks import check_option_paths
+from .derived_fields import follow_overrides, iter_datasets
 from .precision import PRECISIONS
 
 SCOPES = ('mmpretrain', 'mmdet', 'mmseg')
@@ -32,16 +33,6 @@ DATA_HINTS = {
 }
 
 
-def _datasets(cfg: dict) -> Iterator[dict]:
-    """Yield a dataset config and the datasets it wraps."""
-    if not isinstance(cfg, dict):
-        return
-    yield cfg
-    yield from _datasets(cfg.get('dataset'))
-    for child in cfg.get('datasets', None) or []:
-        yield from _datasets(child)
-
-
 def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
     """Fail early, naming the path and how to prepare it, if a root is missing.
 
@@ -57,7 +48,7 @@ def check_data_roots(cfg: Config, loaders=('train_dataloader', )) -> None:
         loader = cfg.get(name)
         if not loader:
             continue
-        for dataset in _datasets(loader.get('dataset')):
+        for dataset in iter_datasets(loader.get('dataset')):
             root = dataset.get('data_root')
             kind = str(dataset.get('dataset_type') or  # SkipBadSamples
                        dataset.get('type', '')).split('.')[-1]
@@ -215,7 +206,6 @@ def load_config(args: argparse.Namespace) -> Config:
         cfg.merge_from_dict(args.cfg_options)
         # paths under a moved data root follow it; a shortened schedule's
         # stale fields are named (noisemim/utils/derived_fields.py)
-        from .derived_fields import follow_overrides
         follow_overrides(cfg, original, args.cfg_options)
     default_scope(cfg)
     cfg.launcher = args.launcher
